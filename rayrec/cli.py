@@ -1,0 +1,137 @@
+"""The ``rayrec`` console script: ``prepare``, ``train``, ``tune`` and ``demo``.
+
+Every job in ``jobs/`` is this command line with its sub-command fixed (``jobs/train_sifn.py``
+is ``rayrec train sifn``), so ``ray job submit -- python jobs/train_sifn.py --epochs 3`` and
+``rayrec train sifn --epochs 3`` accept the same flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+TRAINABLE_MODELS = (
+    "ubert_pretrain",
+    "ubert_finetune",
+    "sifn",
+    "safmr",
+    "bertrs",
+    "global_mean",
+    "biased_mf",
+    "deepconn",
+    "ncf",
+)
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit code 2, no traceback."""
+
+
+def _add_prepare_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--source",
+        action="append",
+        default=[],
+        metavar="FORMAT:URI[:DOMAIN]",
+        help="raw input; FORMAT is amazon2014, amazon2018, yelp or synthetic (repeatable). "
+        "synthetic:URI generates the embedded corpus into URI first.",
+    )
+    p.add_argument("--target", help="target domain (the one rated); default: first source")
+    p.add_argument("--out", required=False, help="output URI (local dir or s3://)")
+    p.add_argument("--kcore", type=int, default=5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test fractions")
+    p.add_argument("--tokenizer", default="minilm", help="minilm, a local dir or s3:// dir")
+    p.add_argument("--max-len", type=int, default=128)
+    p.add_argument("--reviews-per-user", type=int, default=10)
+    p.add_argument("--reviews-per-item", type=int, default=10)
+    p.add_argument("--negatives", type=int, default=99, help="ranking negatives per test user")
+    p.add_argument("--max-malformed", type=float, default=0.001, help="fraction of lines")
+    p.add_argument("--yelp-state", default=None, help="keep Yelp businesses in this state")
+    p.add_argument("--yelp-category", default=None, help="keep Yelp businesses of this category")
+    p.add_argument("--overwrite", action="store_true")
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", help="prepared dataset URI; default: the embedded synthetic corpus")
+    p.add_argument("--config", help="YAML config; flags override it")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides")
+    p.add_argument("--storage", help="checkpoint/results storage (local dir or s3://)")
+    p.add_argument("--name", help="run name (resume a stopped run by passing its name)")
+    p.add_argument("--num-workers", type=int)
+    p.add_argument("--use-gpu", action="store_true", default=None)
+    p.add_argument("--epochs", type=int)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rayrec", description="Distributed training of review-based recommenders on Ray."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    prepare = sub.add_parser("prepare", help="read, filter, split and tokenize raw reviews")
+    _add_prepare_flags(prepare)
+
+    train = sub.add_parser("train", help="train one model with Ray Train + DeepSpeed")
+    train.add_argument("model", choices=TRAINABLE_MODELS)
+    _add_run_flags(train)
+    train.add_argument("--pretrained", help="U-BERT pretraining checkpoint (ubert_finetune)")
+    train.add_argument("--resume", action="store_true", help="resume the run named --name")
+
+    tune = sub.add_parser("tune", help="hyperparameter sweep with Ray Tune")
+    tune.add_argument("model", choices=TRAINABLE_MODELS)
+    _add_run_flags(tune)
+    tune.add_argument("--num-samples", type=int, default=4)
+    tune.add_argument("--metric", default=None, help="default: the model's validation metric")
+    tune.add_argument("--mode", choices=("min", "max"), default=None)
+    tune.add_argument("--space", help="search space YAML; default: the model's shipped space")
+    tune.add_argument("--scheduler", choices=("asha", "fifo"), default="asha")
+    tune.add_argument("--search", choices=("random", "optuna"), default="random")
+    tune.add_argument("--max-concurrent", type=int, default=None)
+    tune.add_argument("--resume", metavar="NAME", help="resume the sweep with this name")
+
+    demo = sub.add_parser(
+        "demo", help="U-BERT pretraining then fine-tuning on the embedded corpus, vs baselines"
+    )
+    _add_run_flags(demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "prepare":
+            from rayrec.data.prepare_cli import run_prepare
+
+            return run_prepare(args)
+        if args.command == "train":
+            from rayrec.train.cli import run_train
+
+            return run_train(args)
+        if args.command == "tune":
+            from rayrec.tune.cli import run_tune
+
+            return run_tune(args)
+        from rayrec.train.demo import run_demo
+
+        return run_demo(args)
+    except CliError as err:
+        print(f"rayrec {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def run_job(command: Sequence[str], argv: Sequence[str], default_model: str | None = None) -> int:
+    """Entry point of a ``jobs/*.py`` file: ``command`` plus the job's own flags.
+
+    Jobs that take a model (``train_baseline.py``, ``tune.py``) accept it as their first
+    argument and fall back to ``default_model``, so they also run with no arguments.
+    """
+    argv = list(argv)
+    if default_model is not None and (not argv or argv[0] not in TRAINABLE_MODELS):
+        argv.insert(0, default_model)
+    return main([*command, *argv])

@@ -1,0 +1,1 @@
+"""Review-based recommendation models: shared layers, text encoders, U-BERT, SIFN, ..."""

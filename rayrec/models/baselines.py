@@ -1,0 +1,278 @@
+"""Baselines for rating prediction, so that every number has an honest floor.
+
+* :class:`GlobalMean`: ``r̂ = μ``. μ is one learned scalar that starts at the training split's
+  mean rating (``DataInfo.global_mean``) and is trained with the MSE like every other model:
+  the training loop needs no special case (no model without parameters), and the scalar can
+  only move towards the training mean, which is its MSE optimum.
+* :class:`BiasedMF`: ``r̂ = μ + b_u + b_i + p_u · q_i`` (Y. Koren, R. Bell, C. Volinsky,
+  "Matrix Factorization Techniques for Recommender Systems", IEEE Computer 2009), MSE.
+  μ is the fixed global mean (a buffer); biases start at 0, factors at N(0, 0.1²) (weight
+  decay, the paper's regulariser, is the optimizer's).
+* :class:`DeepCoNN`: L. Zheng, V. Noroozi, P. S. Yu, "Joint Deep Modeling of Users and Items
+  Using Reviews for Recommendation", WSDM 2017. Two text CNNs, one over the user's reviews
+  concatenated into one document and one over the item's (embedding, convolution + ReLU,
+  max over time, fully connected layer: the shared :class:`~rayrec.models.encoders.TextCNN`),
+  dropout, and an FM on ``[x_u; x_i]``, MSE. Defaults are SAFMR's Table 3 CNN settings, so
+  that the two compare like with like: 100 filters of width 3, 50 features per side,
+  300-d word embeddings (learned, over the BERT uncased vocabulary the data is tokenized
+  with), dropout 0.5; FM factors k = 8 (not given by either paper). The CNN output is linear
+  (no activation) and dropout sits on ``[x_u; x_i]``.
+* :class:`NCF`: NeuMF of X. He, L. Liao, H. Zhang, L. Nie, X. Hu, T.-S. Chua, "Neural
+  Collaborative Filtering", WWW 2017 (GMF and MLP branches fused by one output layer),
+  without text. The paper scores implicit feedback with a sigmoid and log loss; for the
+  rating task the output is linear, ``r̂ = h · [l_g; l_m] + b`` with b starting at the global
+  mean, and the loss is the MSE. MLP: NCF's tower pattern (each layer half the width of the
+  one below), read as ``L`` Linear+ReLU layers ending at the ``f`` predictive factors, so the
+  embeddings are ``f · 2^(L-1)`` wide per side (f = 32, L = 3: 256 -> 128 -> 64 -> 32);
+  embeddings start at N(0, 0.01²), as in NCF.
+
+Review documents (DeepCoNN, also used by SAFMR): a user's (item's) review slots are
+concatenated into one token sequence by :func:`concat_reviews`, keeping only real tokens in
+slot order. So empty slots and padding never reach the CNN and the result does not depend on
+how the batch was padded; as in DeepCoNN, a convolution window may span two adjacent reviews.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict
+from torch import Tensor, nn
+
+from rayrec.models.base import ALL_PHASES, Batch, DataInfo, ModelOutput, ModelSpec, RecModel
+from rayrec.models.encoders import TextCNN
+from rayrec.models.fm import FM
+
+RATING_METRICS = ("mse", "rmse", "mae")
+ID_FIELDS = ("user_idx", "item_idx", "rating")
+DOCUMENT_FIELDS = tuple(
+    f"{side}_{name}"
+    for side in ("user", "item")
+    for name in ("input_ids", "attention_mask", "review_mask")
+)
+
+
+def concat_reviews(
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    review_mask: Tensor,
+    max_reviews: int | None = None,
+    max_review_len: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """One document per row: ``[B, M, L]`` review slots -> ``(ids [B, T], mask [B, T])``.
+
+    Only the first ``max_reviews`` slots and the first ``max_review_len`` positions of each
+    review are kept (None: all). The real tokens of the kept slots are packed left in slot
+    order; T is the longest document of the batch (at least 1).
+    """
+    input_ids = input_ids[:, :max_reviews, :max_review_len]
+    real = attention_mask[:, :max_reviews, :max_review_len].bool()
+    real = (real & review_mask[:, :max_reviews, None].bool()).flatten(1)
+    counts = real.sum(dim=1)
+    width = max(int(counts.max()), 1)
+    # destination of each real token; padding goes to an extra column that is dropped
+    slot = (real.cumsum(dim=1) - 1).masked_fill(~real, width)
+    packed = input_ids.new_zeros(input_ids.shape[0], width + 1)
+    packed = packed.scatter(1, slot, input_ids.flatten(1).masked_fill(~real, 0))[:, :width]
+    mask = torch.arange(width, device=counts.device) < counts[:, None]
+    return packed, mask
+
+
+class ReviewCNNConfig(BaseModel):
+    """Fields of a text CNN over review documents (shared by DeepCoNN and SAFMR)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    embed_dim: int = 300  # learned word embeddings over DataInfo.vocab_size
+    kernel_size: int = 3
+    n_filters: int = 100
+    cnn_out_dim: int = 50  # width of the CNN's fully connected output
+    max_reviews: int | None = None  # review slots read per document (None: all)
+    max_review_len: int | None = None  # tokens read per review (None: all)
+
+
+def document(batch: Batch, side: str) -> tuple[Tensor, Tensor, Tensor]:
+    """``(input_ids, attention_mask, review_mask)`` of the ``"user"`` or ``"item"`` document."""
+    return (
+        batch[f"{side}_input_ids"],
+        batch[f"{side}_attention_mask"],
+        batch[f"{side}_review_mask"],
+    )
+
+
+class DocumentCNN(nn.Module):
+    """A :class:`TextCNN` over a concatenated review document: ``[B, M, L] -> [B, out]``."""
+
+    def __init__(self, vocab_size: int, config: ReviewCNNConfig) -> None:
+        super().__init__()
+        self.cnn = TextCNN(
+            vocab_size,
+            embed_dim=config.embed_dim,
+            kernel_size=config.kernel_size,
+            n_filters=config.n_filters,
+            out_dim=config.cnn_out_dim,
+        )
+        self.max_reviews = config.max_reviews
+        self.max_review_len = config.max_review_len
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, review_mask: Tensor) -> Tensor:
+        ids, mask = concat_reviews(
+            input_ids, attention_mask, review_mask, self.max_reviews, self.max_review_len
+        )
+        return self.cnn(ids, mask)
+
+
+def _rating_output(prediction: Tensor, batch: Batch) -> ModelOutput:
+    out: ModelOutput = {"prediction": prediction}
+    if "rating" in batch:
+        out["loss"] = F.mse_loss(prediction, batch["rating"].float())
+    return out
+
+
+class GlobalMeanConfig(BaseModel):
+    """GlobalMean has no hyper-parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class GlobalMean(RecModel):
+    """``r̂ = μ``, one learned scalar starting at the training mean rating."""
+
+    def __init__(self, config: GlobalMeanConfig, data_info: DataInfo) -> None:
+        super().__init__()
+        self.config = config
+        self.mean = nn.Parameter(torch.tensor(float(data_info.global_mean)))
+
+    def forward(self, batch: Batch, phase: str = ALL_PHASES) -> ModelOutput:
+        return _rating_output(self.mean.expand(batch["user_idx"].shape[0]), batch)
+
+
+class BiasedMFConfig(BaseModel):
+    """Biased matrix factorization."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    factors: int = 32  # width of p_u and q_i
+    init_std: float = 0.1
+
+
+class BiasedMF(RecModel):
+    """``r̂ = μ + b_u + b_i + p_u · q_i`` with μ the fixed global mean."""
+
+    def __init__(self, config: BiasedMFConfig, data_info: DataInfo) -> None:
+        super().__init__()
+        self.config = config
+        self.register_buffer("mu", torch.tensor(float(data_info.global_mean)))
+        self.user_bias = nn.Embedding(data_info.n_users, 1)
+        self.item_bias = nn.Embedding(data_info.n_items, 1)
+        self.user_factors = nn.Embedding(data_info.n_users, config.factors)
+        self.item_factors = nn.Embedding(data_info.n_items, config.factors)
+        nn.init.zeros_(self.user_bias.weight)
+        nn.init.zeros_(self.item_bias.weight)
+        nn.init.normal_(self.user_factors.weight, std=config.init_std)
+        nn.init.normal_(self.item_factors.weight, std=config.init_std)
+
+    def forward(self, batch: Batch, phase: str = ALL_PHASES) -> ModelOutput:
+        user, item = batch["user_idx"], batch["item_idx"]
+        dot = (self.user_factors(user) * self.item_factors(item)).sum(dim=-1)
+        bias = self.user_bias(user).squeeze(-1) + self.item_bias(item).squeeze(-1)
+        return _rating_output(self.mu + bias + dot, batch)
+
+
+class DeepCoNNConfig(ReviewCNNConfig):
+    """DeepCoNN hyper-parameters (SAFMR's Table 3 CNN settings by default)."""
+
+    fm_k: int = 8  # width of the FM factors
+    dropout: float = 0.5
+
+
+class DeepCoNN(RecModel):
+    """User CNN and item CNN over concatenated review documents, FM on ``[x_u; x_i]``."""
+
+    def __init__(self, config: DeepCoNNConfig, data_info: DataInfo) -> None:
+        super().__init__()
+        self.config = config
+        self.user_cnn = DocumentCNN(data_info.vocab_size, config)
+        self.item_cnn = DocumentCNN(data_info.vocab_size, config)
+        self.dropout = nn.Dropout(config.dropout)
+        self.fm = FM(2 * config.cnn_out_dim, config.fm_k, bias=data_info.global_mean)
+
+    def forward(self, batch: Batch, phase: str = ALL_PHASES) -> ModelOutput:
+        x_u = self.user_cnn(*document(batch, "user"))
+        x_i = self.item_cnn(*document(batch, "item"))
+        return _rating_output(self.fm(self.dropout(torch.cat([x_u, x_i], dim=-1))), batch)
+
+
+class NeuralCF(nn.Module):
+    """NCF's two branches without the output layer: ``(user, item) -> [l_g; l_m]`` of width 2f.
+
+    GMF ``l_g = u_g ∘ i_g`` (f wide); MLP on ``[u_m; i_m]`` with ``mlp_layers`` ReLU layers
+    halving down to f. Shared by :class:`NCF` and BERT-RS (its eq. 9-11).
+    """
+
+    def __init__(self, n_users: int, n_items: int, factors: int, mlp_layers: int) -> None:
+        super().__init__()
+        widths = [factors * 2**i for i in range(mlp_layers, -1, -1)]  # 2·emb, ..., f
+        self.user_gmf = nn.Embedding(n_users, factors)
+        self.item_gmf = nn.Embedding(n_items, factors)
+        self.user_mlp = nn.Embedding(n_users, widths[0] // 2)
+        self.item_mlp = nn.Embedding(n_items, widths[0] // 2)
+        for embedding in (self.user_gmf, self.item_gmf, self.user_mlp, self.item_mlp):
+            nn.init.normal_(embedding.weight, std=0.01)
+        layers: list[nn.Module] = []
+        for width_in, width_out in zip(widths[:-1], widths[1:], strict=True):
+            layers += [nn.Linear(width_in, width_out), nn.ReLU()]
+        self.mlp = nn.Sequential(*layers)
+        self.out_dim = 2 * factors
+
+    def forward(self, user: Tensor, item: Tensor) -> Tensor:
+        gmf = self.user_gmf(user) * self.item_gmf(item)
+        mlp = self.mlp(torch.cat([self.user_mlp(user), self.item_mlp(item)], dim=-1))
+        return torch.cat([gmf, mlp], dim=-1)
+
+
+class NCFConfig(BaseModel):
+    """NeuMF for rating prediction (paper: 3 MLP layers; factors in {8, 16, 32, 64})."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    factors: int = 32  # predictive factors f: GMF width and last MLP layer
+    mlp_layers: int = 3
+
+
+class NCF(RecModel):
+    """NeuMF with a linear output for ratings: ``r̂ = h · [l_g; l_m] + b``, MSE."""
+
+    def __init__(self, config: NCFConfig, data_info: DataInfo) -> None:
+        super().__init__()
+        self.config = config
+        self.branches = NeuralCF(
+            data_info.n_users, data_info.n_items, config.factors, config.mlp_layers
+        )
+        self.predict = nn.Linear(self.branches.out_dim, 1)
+        nn.init.constant_(self.predict.bias, data_info.global_mean)
+
+    def forward(self, batch: Batch, phase: str = ALL_PHASES) -> ModelOutput:
+        features = self.branches(batch["user_idx"], batch["item_idx"])
+        return _rating_output(self.predict(features).squeeze(-1), batch)
+
+
+def _rating_spec(
+    name: str, model_cls: type[RecModel], config_cls: type, fields: tuple[str, ...]
+) -> ModelSpec:
+    return ModelSpec(
+        name=name,
+        model_cls=model_cls,
+        config_cls=config_cls,
+        batch_fields=frozenset(fields),
+        task="rating",
+        metrics=RATING_METRICS,
+        default_metric="mse",
+    )
+
+
+# GlobalMean reads user_idx only for the batch size
+GLOBAL_MEAN_SPEC = _rating_spec("global_mean", GlobalMean, GlobalMeanConfig, ("user_idx", "rating"))
+BIASED_MF_SPEC = _rating_spec("biased_mf", BiasedMF, BiasedMFConfig, ID_FIELDS)
+DEEPCONN_SPEC = _rating_spec("deepconn", DeepCoNN, DeepCoNNConfig, ("rating",) + DOCUMENT_FIELDS)
+NCF_SPEC = _rating_spec("ncf", NCF, NCFConfig, ID_FIELDS)

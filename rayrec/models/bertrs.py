@@ -1,0 +1,123 @@
+"""BERT-RS: BERT semantic layer + GMF + MLP for personalized (implicit-feedback) ranking.
+
+Reference:
+    Kezhi Lu, Qian Zhang, Guangquan Zhang, Jie Lu. "BERT-RS: A Neural Personalized
+    Recommender System with BERT." (``shared/papers/bert-rs.md``)
+
+One row per user-item candidate (label 1 observed, 0 sampled negative):
+
+* semantic layer (section 3.2): BERT over the pair's text, then the pooler
+  ``b_s = tanh(S W^{p1} + b^{p1})`` on the ``[CLS]`` state (eq. 7) and
+  ``l_s = (u_s ∘ b_s) ∘ (i_s ∘ b_s)`` (eq. 8) with semantic user/item embeddings u_s, i_s;
+* GMF (eq. 9): ``l_g = u_g ∘ i_g``;
+* MLP (eq. 10-11): ReLU layers on ``[u_m; i_m]``, output ``l_m``;
+* prediction (section 3.5): ``ŷ = sigmoid(W [l_s; l_g; l_m] + b)``, binary cross-entropy
+  (eq. 12). ``prediction`` is the probability ŷ, used for ranking (HR@K, NDCG@K).
+
+Settings (section 4.2): 3 MLP layers and 32 predictive factors (also the GMF width), Adam with
+lr 1e-4 (the loop's), BERT-base; here the backbone is any :func:`build_bert` source (default
+the all-MiniLM-L6-v2 package, "tiny" in tests).
+
+Readings of what the paper leaves open:
+
+* The text of an unobserved pair is not stated. Read as ``[CLS] user text [SEP] item text
+  [SEP]`` built by the data step from the user's and the item's training reviews, never the
+  pair's own review (``pair_input_ids``, ``pair_token_type_ids`` 0 / 1 for the two segments).
+* ``b_s`` is BERT's own pooler (the paper's "pooler layer, a linear layer and a Tanh"), so
+  ``b_s``, ``u_s`` and ``i_s`` are as wide as the backbone (d). With ``freeze_backbone`` the
+  embeddings and transformer layers are frozen (and kept in eval mode) while the pooler,
+  eq. 7's ``W^{p1}, b^{p1}``, still trains.
+* u_s and i_s start at 1, so that ``l_s = b_s ∘ b_s`` carries the text from the first step and
+  the embeddings learn per-user and per-item re-weightings of it (with NCF's N(0, 0.01²) start
+  the four-way product would be ~1e-4 and the semantic branch would barely train).
+* "3 MLP layers and 32 predictive factors": three Linear+ReLU layers halving down to 32, so
+  embeddings of 128 per side, 256 -> 128 -> 64 -> 32 (NCF's tower pattern,
+  :class:`~rayrec.models.baselines.NeuralCF`); GMF embeddings are 32 wide.
+* The loss is computed from the logit (``binary_cross_entropy_with_logits``), the same
+  quantity as eq. 12 without ``log(sigmoid)`` underflow; eq. 12 as printed lacks its minus.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from rayrec.models.base import ALL_PHASES, Batch, DataInfo, ModelOutput, ModelSpec, RecModel
+from rayrec.models.baselines import NeuralCF
+from rayrec.models.encoders import build_bert
+
+RANKING_KS = (1, 3, 5, 10)
+
+
+class BertRSConfig(BaseModel):
+    """BERT-RS hyper-parameters (paper: 3 MLP layers, 32 factors, Adam lr 1e-4)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backbone: str = "minilm"  # see rayrec.models.encoders.build_bert
+    freeze_backbone: bool = False  # freeze all of BERT but its pooler (eq. 7)
+    gradient_checkpointing: bool = False
+    factors: int = 32  # GMF width and last MLP layer
+    mlp_layers: int = 3
+
+
+class BertRS(RecModel):
+    """BERT-RS: ``sigmoid(W [l_s; l_g; l_m] + b)`` over a user-item candidate."""
+
+    def __init__(self, config: BertRSConfig, data_info: DataInfo) -> None:
+        super().__init__()
+        self.config = config
+        self.bert = build_bert(
+            config.backbone, gradient_checkpointing=config.gradient_checkpointing
+        )
+        if config.freeze_backbone:
+            self.bert.embeddings.requires_grad_(False)
+            self.bert.encoder.requires_grad_(False)
+        d = self.bert.config.hidden_size
+        self.user_semantic = nn.Embedding(data_info.n_users, d)  # u_s
+        self.item_semantic = nn.Embedding(data_info.n_items, d)  # i_s
+        nn.init.ones_(self.user_semantic.weight)
+        nn.init.ones_(self.item_semantic.weight)
+        self.branches = NeuralCF(
+            data_info.n_users, data_info.n_items, config.factors, config.mlp_layers
+        )
+        self.predict = nn.Linear(d + self.branches.out_dim, 1)
+
+    def train(self, mode: bool = True) -> BertRS:
+        super().train(mode)
+        if self.config.freeze_backbone:  # no dropout in frozen layers
+            self.bert.embeddings.eval()
+            self.bert.encoder.eval()
+        return self
+
+    def forward(self, batch: Batch, phase: str = ALL_PHASES) -> ModelOutput:
+        user, item = batch["user_idx"], batch["item_idx"]
+        b_s = self.bert(
+            input_ids=batch["pair_input_ids"],
+            attention_mask=batch["pair_attention_mask"].long(),
+            token_type_ids=batch["pair_token_type_ids"],
+        ).pooler_output  # eq. 7
+        l_s = (self.user_semantic(user) * b_s) * (self.item_semantic(item) * b_s)  # eq. 8
+        features = torch.cat([l_s, self.branches(user, item)], dim=-1)
+        logit = self.predict(features).squeeze(-1)
+        out: ModelOutput = {"prediction": torch.sigmoid(logit)}
+        if "label" in batch:
+            out["loss"] = F.binary_cross_entropy_with_logits(logit, batch["label"].float())
+        return out
+
+
+BERTRS_SPEC = ModelSpec(
+    name="bertrs",
+    model_cls=BertRS,
+    config_cls=BertRSConfig,
+    batch_fields=frozenset(
+        ("user_idx", "item_idx", "label")
+        + ("pair_input_ids", "pair_attention_mask", "pair_token_type_ids")
+    ),
+    task="ranking",
+    metrics=tuple(f"hr@{k}" for k in RANKING_KS) + tuple(f"ndcg@{k}" for k in RANKING_KS),
+    default_metric="ndcg@10",
+    metric_mode="max",
+)
