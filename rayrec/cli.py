@@ -50,6 +50,12 @@ def _add_prepare_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-malformed", type=float, default=0.001, help="fraction of lines")
     p.add_argument("--yelp-state", default=None, help="keep Yelp businesses in this state")
     p.add_argument("--yelp-category", default=None, help="keep Yelp businesses of this category")
+    p.add_argument(
+        "--synthetic-reviews", type=int, default=None, help="reviews per synthetic domain"
+    )
+    p.add_argument(
+        "--tokenize-actors", type=int, default=None, help="default: the cluster's CPUs - 1"
+    )
     p.add_argument("--overwrite", action="store_true")
 
 

@@ -15,8 +15,8 @@ plus bookkeeping columns that make sure nothing is dropped silently:
     line: int64         1-based line (JSON) or record (CSV) number in the file
     status: string      "ok", "malformed", "empty" (no text and no summary), "business"
                         (a Yelp review outside the ``business.json`` filter) or "eof"
-    detail: string      why a line is malformed; for the single "eof" row of a file, the
-                        file's SHA-256 (its ``line`` is then the number of records read)
+    detail: string      why a line is malformed; for the single "eof" row of a file (line
+                        0), JSON ``{"sha256": ..., "records": n}`` of the file
 
 Formats and their real field names:
 
@@ -153,7 +153,8 @@ def allowed_businesses(
                 ):
                     keep.add(business["business_id"])
             except (ValueError, KeyError, AttributeError) as err:
-                raise SourceError(f"{uri}, line {number}: malformed business record ({err})") from None
+                message = f"{uri}, line {number}: malformed business record ({err})"
+                raise SourceError(message) from None
     return frozenset(keep)
 
 
@@ -381,7 +382,7 @@ def read_source(
         raise SourceError(f"{source.uri}: not UTF-8 text after {count} records ({err})") from None
     if count == 0:
         raise SourceError(f"{source.uri}: no records in the file")
-    block.add(count, "eof", detail=file_sha256())
+    block.add(0, "eof", detail=json.dumps({"sha256": file_sha256(), "records": count}))
     yield block.flush()
 
 

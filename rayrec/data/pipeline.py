@@ -1,0 +1,463 @@
+"""``rayrec prepare``: raw review dumps -> a prepared dataset (:mod:`rayrec.data.prepared`).
+
+Three stages, each leaving a marker under ``OUT/_staging/`` so that a run that fails can be
+started again with the same command and resumes after the last finished stage:
+
+1. **read** (Ray Data, one task per file): every record of every source becomes a canonical
+   record with a status (:mod:`rayrec.data.sources`), written as parquet to
+   ``OUT/_staging/records``. Malformed records are counted per file; above ``max_malformed``
+   (a fraction of the file's records) preparation stops with an error naming the file and
+   the first bad lines.
+2. **index** (driver, numpy; :mod:`rayrec.data.prepare`): duplicates, k-core, cross-domain
+   corpus, id maps, split, documents, ranking view; writes ``pairs/``, ``ranking/``, ``ids/``.
+3. **tokenize** (Ray Data): the kept records get their ids, then a pool of
+   :class:`~rayrec.data.tokenize.ReviewTokenizer` actors (sized from the cluster's CPUs, one
+   CPU left to the read stage) writes the token store ``reviews/``.
+
+``manifest.json`` is written last: a directory with a manifest is complete. The staging
+directory is removed after success.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from rayrec import __version__
+from rayrec.data import storage
+from rayrec.data.lexicon import lexicon_sha256
+from rayrec.data.prepare import (
+    SPLIT_NAMES,
+    documents,
+    kcore,
+    latest_per_pair,
+    ranking_view,
+    split_pairs,
+)
+from rayrec.data.prepared import MANIFEST, SCHEMA_VERSION, read_table
+from rayrec.data.sources import (
+    ReviewDatasource,
+    Source,
+    SourceError,
+    allowed_businesses,
+    check_source,
+    parse_source,
+)
+from rayrec.data.tokenize import ReviewTokenizer, tokenizer_info
+
+PRETRAIN = 3  # split code of the cross-domain corpus (0 train, 1 val, 2 test)
+SPLIT_LABELS = (*SPLIT_NAMES, "pretrain")
+INDEX_COLUMNS = ["domain", "user_id", "item_id", "rating", "timestamp", "review_key"]
+INDEX_COLUMNS += ["source", "line", "status", "detail"]
+
+
+class PrepareConfig(BaseModel):
+    """Everything ``rayrec prepare`` takes (the CLI flags, one to one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sources: list[str] = Field(min_length=1)
+    out: str
+    target: str | None = None  # default: the first source's domain
+    kcore: int = Field(5, ge=1)
+    seed: int = 0
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    tokenizer: str = "minilm"
+    max_len: int = Field(128, ge=8)
+    reviews_per_user: int = Field(10, ge=1)
+    reviews_per_item: int = Field(10, ge=1)
+    negatives: int = Field(99, ge=1)
+    max_malformed: float = Field(0.001, ge=0, le=1)
+    yelp_state: str | None = None
+    yelp_category: str | None = None
+    synthetic_reviews: int | None = Field(None, ge=100)  # per domain, for synthetic:URI
+    tokenize_actors: int | None = Field(None, ge=1)  # default: cluster CPUs - 1
+    overwrite: bool = False
+
+    @field_validator("split", mode="before")
+    @classmethod
+    def _parse_split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(float(x) for x in value.split(","))
+        return value
+
+
+Report = Callable[[str], None]
+
+
+def _resolve_sources(config: PrepareConfig, report: Report) -> list[Source]:
+    """Parse the source specs; ``synthetic:URI`` writes the embedded corpus there first."""
+    from rayrec.data import synthetic
+
+    sources = []
+    for spec in config.sources:
+        source = parse_source(spec)
+        if source.format != "synthetic":
+            sources.append(source)
+            continue
+        cfg = (
+            synthetic.SyntheticConfig.scaled(config.synthetic_reviews, seed=config.seed)
+            if config.synthetic_reviews
+            else synthetic.SyntheticConfig(seed=config.seed)
+        )
+        marker = storage.join(source.uri, "_SYNTHETIC.json")
+        if storage.exists(marker) and storage.read_json(marker)["config"] == cfg.model_dump():
+            files = [synthetic.SourceFile(**f) for f in storage.read_json(marker)["files"]]
+            report(f"synthetic corpus: reusing {source.uri}")
+        else:
+            report(f"synthetic corpus: writing {sum(map(cfg.reviews, cfg.domains)):,} reviews")
+            files = synthetic.write_corpus(source.uri, cfg)
+            storage.write_json(
+                marker, {"config": cfg.model_dump(), "files": [f.__dict__ for f in files]}
+            )
+        sources += [Source(f.format, f.uri, f.domain) for f in files]
+    domains = [s.domain for s in sources]
+    target = config.target or domains[0]
+    if target not in domains:
+        raise SourceError(f"target domain {target!r} is not among the sources' {domains}")
+    for source in sources:
+        check_source(source)
+    return sources
+
+
+class _Stages:
+    """Markers of finished stages under ``OUT/_staging``: a stage is redone when its inputs
+    (the JSON given to :meth:`done`) differ from those recorded."""
+
+    def __init__(self, out: str) -> None:
+        self.root = storage.join(out, "_staging")
+
+    def path(self, *parts: str) -> str:
+        return storage.join(self.root, *parts)
+
+    def finished(self, stage: str, inputs: dict[str, Any]) -> bool:
+        marker = self.path(f"{stage}.json")
+        return storage.exists(marker) and storage.read_json(marker) == inputs
+
+    def done(self, stage: str, inputs: dict[str, Any]) -> None:
+        storage.write_json(self.path(f"{stage}.json"), inputs)
+
+
+def _read(config: PrepareConfig, sources: list[Source], stages: _Stages, report: Report) -> str:
+    """Stage 1: all records with a status, to ``_staging/records``."""
+    records = stages.path("records")
+    inputs = {
+        "sources": [str(s) for s in sources],
+        "yelp_state": config.yelp_state,
+        "yelp_category": config.yelp_category,
+    }
+    if stages.finished("read", inputs):
+        report("read: done in an earlier run, reusing the staged records")
+        return records
+    storage.remove(records)
+    businesses = [
+        allowed_businesses(s.uri, config.yelp_state, config.yelp_category)
+        if s.format == "yelp"
+        else None
+        for s in sources
+    ]
+    ray.data.read_datasource(ReviewDatasource(sources, businesses)).write_parquet(records)
+    stages.done("read", inputs)
+    return records
+
+
+def _check_malformed(
+    frame: pd.DataFrame, sources: list[Source], max_malformed: float
+) -> list[dict[str, Any]]:
+    """Per-source record counts and checksums; stop when a file has too many bad records."""
+    eof = frame[frame["status"] == "eof"].set_index("source")["detail"].map(json.loads)
+    summary = []
+    for index, source in enumerate(sources):
+        rows = frame[frame["source"] == index]
+        bad = rows[rows["status"] == "malformed"].sort_values("line")
+        total = eof[index]["records"]
+        examples = [f"line {line}: {detail}" for line, detail in bad[["line", "detail"]].values]
+        if len(bad) > max_malformed * total:
+            raise SourceError(
+                f"{source.uri}: {len(bad):,} of {total:,} records are malformed "
+                f"(limit {max_malformed:.2%}, --max-malformed); first: {'; '.join(examples[:5])}"
+            )
+        summary.append(
+            {
+                "uri": source.uri,
+                "format": source.format,
+                "domain": source.domain,
+                "sha256": eof[index]["sha256"],
+                "records": total,
+                "malformed": len(bad),
+                "malformed_examples": examples[:20],
+            }
+        )
+    return summary
+
+
+def _write_table(frame: pd.DataFrame, uri: str, schema: pa.Schema | None = None) -> None:
+    fs, path = storage.filesystem(uri)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+    pq.write_table(table, path, filesystem=fs, row_group_size=1 << 18)
+
+
+def _sentiment(rating: np.ndarray) -> np.ndarray:
+    return np.where(rating > 3, 2, np.where(rating < 3, 0, 1)).astype(np.int8)
+
+
+def _index(
+    config: PrepareConfig, sources: list[Source], records: str, report: Report
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Stage 2: the review index. Returns the kept records' ids (by review_key) and the
+    manifest entries it measured."""
+    frame = read_table(records, INDEX_COLUMNS).to_pandas()
+    source_summary = _check_malformed(frame, sources, config.max_malformed)
+    records_total = int((frame["status"] != "eof").sum())
+    dropped = {
+        reason: int((frame["status"] == reason).sum())
+        for reason in ("malformed", "empty", "business")
+    }
+    reviews, dropped["duplicate"] = latest_per_pair(frame[frame["status"] == "ok"])
+
+    target = config.target or sources[0].domain
+    domains = [target, *sorted({s.domain for s in sources} - {target})]
+    in_target = (reviews["domain"] == target).to_numpy()
+    user_codes, user_names = pd.factorize(reviews["user_id"], sort=True)
+    item_codes, item_names = pd.factorize(reviews["item_id"], sort=True)
+    core = np.zeros(len(reviews), dtype=bool)
+    core[in_target] = kcore(user_codes[in_target], item_codes[in_target], config.kcore)
+    dropped["kcore"] = int(in_target.sum() - core.sum())
+    users = np.unique(user_codes[core])
+    cross = ~in_target & np.isin(user_codes, users)
+    dropped["not_target_user"] = int((~in_target).sum() - cross.sum())
+
+    target_rows = reviews[core].sort_values("review_key")
+    other_rows = reviews[cross].assign(
+        domain_idx=lambda f: f["domain"].map({d: i for i, d in enumerate(domains)})
+    )
+    other_rows = other_rows.sort_values(["domain_idx", "review_key"])
+    n_target = len(target_rows)
+    user_idx = np.searchsorted(users, pd.Index(user_names).get_indexer(target_rows["user_id"]))
+    items = np.unique(item_codes[core])
+    item_idx = np.searchsorted(items, pd.Index(item_names).get_indexer(target_rows["item_id"]))
+    review_id = np.arange(n_target)
+    split = split_pairs(n_target, config.split, config.seed)
+    timestamp = target_rows["timestamp"].to_numpy()
+    rating = target_rows["rating"].to_numpy(np.float32)
+    is_train = split == 0
+    user_docs = documents(user_idx, review_id, timestamp, is_train, config.reviews_per_user)
+    item_docs = documents(item_idx, review_id, timestamp, is_train, config.reviews_per_item)
+    report(
+        f"index: {n_target:,} reviews, {len(users):,} users, {len(items):,} items in "
+        f"{target}; {len(other_rows):,} cross-domain reviews"
+    )
+
+    out = config.out
+    for code, name in enumerate(SPLIT_NAMES):
+        rows = split == code
+        _write_table(
+            pd.DataFrame(
+                {
+                    "user_idx": user_idx[rows].astype(np.int32),
+                    "item_idx": item_idx[rows].astype(np.int32),
+                    "rating": rating[rows],
+                    "review_id": review_id[rows].astype(np.int32),
+                    "user_review_ids": list(user_docs[rows].astype(np.int32)),
+                    "item_review_ids": list(item_docs[rows].astype(np.int32)),
+                }
+            ),
+            storage.join(out, "pairs", f"{name}.parquet"),
+        )
+    ranking = ranking_view(user_idx, item_idx, split, len(items), config.negatives, config.seed)
+    for name in SPLIT_NAMES:
+        _write_table(getattr(ranking, name), storage.join(out, "ranking", f"{name}.parquet"))
+    _write_table(
+        pd.DataFrame({"user_idx": np.arange(len(users), dtype=np.int32),
+                      "user_id": np.asarray(user_names)[users]}),
+        storage.join(out, "ids", "users.parquet"),
+    )  # fmt: skip
+    _write_table(
+        pd.DataFrame({"item_idx": np.arange(len(items), dtype=np.int32),
+                      "item_id": np.asarray(item_names)[items]}),
+        storage.join(out, "ids", "items.parquet"),
+    )  # fmt: skip
+
+    other_users = np.searchsorted(users, pd.Index(user_names).get_indexer(other_rows["user_id"]))
+    kept = pd.DataFrame(
+        {
+            "review_key": np.concatenate([target_rows["review_key"], other_rows["review_key"]]),
+            "review_id": np.arange(n_target + len(other_rows), dtype=np.int32),
+            "domain_idx": np.concatenate([np.zeros(n_target), other_rows["domain_idx"]]).astype(
+                np.int16
+            ),
+            "user_idx": np.concatenate([user_idx, other_users]).astype(np.int32),
+            "item_idx": np.concatenate([item_idx, np.full(len(other_rows), -1)]).astype(np.int32),
+            "split": np.concatenate([split, np.full(len(other_rows), PRETRAIN)]).astype(np.int8),
+        }
+    ).sort_values("review_key")
+
+    items_per_domain = other_rows.groupby("domain")["item_id"].nunique()
+    per_domain = {
+        domain: {
+            "reviews": int((kept["domain_idx"] == i).sum()),
+            "users": int(kept.loc[kept["domain_idx"] == i, "user_idx"].nunique()),
+            "items": len(items) if i == 0 else int(items_per_domain.get(domain, 0)),
+        }
+        for i, domain in enumerate(domains)
+    }
+    entries = {
+        "domains": domains,
+        "target_domain": target,
+        "counts": {
+            "records": records_total,
+            "reviews": n_target,
+            "users": len(users),
+            "items": len(items),
+            **{name: int((split == code).sum()) for code, name in enumerate(SPLIT_NAMES)},
+            "pretrain": len(other_rows),
+            "per_domain": per_domain,
+            "ranking": {name: len(getattr(ranking, name)) for name in SPLIT_NAMES},
+        },
+        "dropped": dropped,
+        "global_mean": float(rating[is_train].mean()) if is_train.any() else 3.0,
+        "sources": source_summary,
+    }
+    if records_total != n_target + len(other_rows) + sum(dropped.values()):
+        raise AssertionError(f"review accounting does not add up: {entries['counts']}, {dropped}")
+    return kept, entries
+
+
+def _attach_ids(batch: pa.Table, kept_ref: list[ray.ObjectRef]) -> pa.Table:
+    """Keep the records of the index (by review_key) and add their ids and labels."""
+    kept: pd.DataFrame = ray.get(kept_ref[0])
+    keys = kept["review_key"].to_numpy()
+    batch_keys = batch.column("review_key").to_numpy()
+    position = np.clip(np.searchsorted(keys, batch_keys), 0, len(keys) - 1)
+    hit = keys[position] == batch_keys
+    rows = kept.iloc[position[hit]]
+    batch = batch.filter(pa.array(hit))
+    rating = batch.column("rating").to_numpy()
+    split = rows["split"].to_numpy()
+    return pa.table(
+        {
+            "review_id": pa.array(rows["review_id"].to_numpy()),
+            "domain_idx": pa.array(rows["domain_idx"].to_numpy()),
+            "user_idx": pa.array(rows["user_idx"].to_numpy()),
+            "item_idx": pa.array(rows["item_idx"].to_numpy()),
+            "rating": batch.column("rating"),
+            "sentiment": pa.array(_sentiment(rating)),
+            "split": pa.array(np.asarray(SPLIT_LABELS)[split]),
+            "timestamp": batch.column("timestamp"),
+            "text": batch.column("text"),
+        }
+    )
+
+
+def _tokenize(
+    config: PrepareConfig, records: str, kept: pd.DataFrame, stages: _Stages, report: Report
+) -> None:
+    """Stage 3: the token store ``reviews/``."""
+    reviews = storage.join(config.out, "reviews")
+    inputs = {
+        "tokenizer": config.tokenizer,
+        "max_len": config.max_len,
+        "index": hashlib.sha256(pd.util.hash_pandas_object(kept).to_numpy()).hexdigest(),
+    }
+    if stages.finished("tokenize", inputs):
+        report("tokenize: done in an earlier run, reusing the token store")
+        return
+    storage.remove(reviews)
+    actors = config.tokenize_actors or max(1, int(ray.cluster_resources().get("CPU", 2)) - 1)
+    report(f"tokenize: {len(kept):,} reviews with {actors} tokenizer actor(s)")
+    (
+        ray.data.read_parquet(records)
+        .select_columns(["review_key", "rating", "timestamp", "text"])
+        .map_batches(_attach_ids, batch_format="pyarrow", fn_kwargs={"kept_ref": [ray.put(kept)]})
+        .map_batches(
+            ReviewTokenizer,
+            fn_constructor_kwargs={"tokenizer": config.tokenizer, "max_len": config.max_len},
+            batch_format="pyarrow",
+            batch_size=1024,
+            concurrency=actors,
+            num_cpus=1,
+        )
+        .write_parquet(reviews)
+    )
+    stages.done("tokenize", inputs)
+
+
+def _storage_figures(out: str) -> dict[str, Any]:
+    """Sizes of the token store vs. the tokens an inline layout (tokens in every pair row)
+    would hold: the measurement behind storing each review's tokens once."""
+    store = read_table(storage.join(out, "reviews"), ["input_ids"])
+    tokens = pa.compute.list_value_length(store.column("input_ids")).to_numpy()
+    fs, path = storage.filesystem(storage.join(out, "reviews"))
+    store_bytes = sum(f["size"] for f in fs.ls(path, detail=True) if f["name"].endswith(".parquet"))
+    doc_slots = 0
+    for name in SPLIT_NAMES:
+        pairs = read_table(storage.join(out, "pairs", f"{name}.parquet"))
+        for column in ("user_review_ids", "item_review_ids"):
+            flat = pa.compute.list_flatten(pairs.column(column)).to_numpy()
+            doc_slots += int((flat >= 0).sum())
+    mean_tokens = float(tokens.mean()) if len(tokens) else 0.0
+    return {
+        "token_store_tokens": int(tokens.sum()),
+        "token_store_bytes": int(store_bytes),
+        "inline_layout_tokens_estimate": int(doc_slots * mean_tokens),
+        "inline_over_store": round(float(doc_slots * mean_tokens / max(1, tokens.sum())), 2),
+    }
+
+
+def prepare(config: PrepareConfig, report: Report = print) -> dict[str, Any]:
+    """Run the whole preparation; returns the manifest (also written to ``OUT/manifest.json``)."""
+    started = time.perf_counter()
+    manifest_uri = storage.join(config.out, MANIFEST)
+    if storage.exists(manifest_uri):
+        if not config.overwrite:
+            raise SourceError(f"{config.out} already holds a prepared dataset (use --overwrite)")
+        storage.remove(config.out)
+    sources = _resolve_sources(config, report)
+    if not ray.is_initialized():
+        ray.init(log_to_driver=False)
+    stages = _Stages(config.out)
+
+    timings = {}
+    mark = time.perf_counter()
+    records = _read(config, sources, stages, report)
+    timings["read"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    kept, entries = _index(config, sources, records, report)
+    timings["index"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    _tokenize(config, records, kept, stages, report)
+    timings["tokenize"] = time.perf_counter() - mark
+
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "rayrec_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **entries,
+        "seed": config.seed,
+        "kcore": config.kcore,
+        "split": list(config.split),
+        "reviews_per_user": config.reviews_per_user,
+        "reviews_per_item": config.reviews_per_item,
+        "negatives": config.negatives,
+        "max_len": config.max_len,
+        "tokenizer": tokenizer_info(config.tokenizer),
+        "lexicon": {"name": "Hu and Liu (KDD 2004) opinion lexicon", "sha256": lexicon_sha256()},
+        "storage": _storage_figures(config.out),
+        "seconds": {k: round(v, 1) for k, v in timings.items()}
+        | {"total": round(time.perf_counter() - started, 1)},
+        "config": json.loads(config.model_dump_json()),
+    }
+    storage.write_json(manifest_uri, manifest)
+    storage.remove(stages.root)
+    return manifest

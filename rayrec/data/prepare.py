@@ -1,0 +1,171 @@
+"""Preparation of the review index: k-core, split, id maps, documents and the ranking view.
+
+These steps need a global view of the data (who reviewed what) but only a few small columns
+of it, so they run in the driver on numpy arrays: 10M reviews are ~400 MB of keys, not the
+GBs of their text. The text stays in Ray Data (:mod:`rayrec.data.pipeline`).
+
+Everything is deterministic for a given seed:
+
+* duplicates: a user who reviewed the same item twice in a domain keeps the latest review;
+* :func:`kcore`: iterative k-core on the target domain (every user and item keeps at least k
+  reviews; repeat until stable), as the 5-core datasets of the papers;
+* :func:`split_pairs`: a seeded random 80/10/10 split of the target domain's user-item pairs;
+* :func:`documents`: per pair, up to ``m`` TRAINING reviews of its user and of its item, the
+  most recent first (ties by review id), never the pair's own review: validation and test
+  reviews never enter a document, so no label leaks into the inputs;
+* :func:`ranking_view`: BERT-RS's implicit feedback: training positives with one seeded
+  negative each (an item the user never rated in any split), and per validation / test user
+  one held-out positive against ``n`` sampled negatives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def latest_per_pair(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Keep one review per (domain, user, item): the latest (then the highest key).
+
+    Returns the kept rows and the number of duplicates dropped.
+    """
+    ordered = frame.sort_values(["timestamp", "review_key"])
+    keep = ~ordered.duplicated(["domain", "user_id", "item_id"], keep="last")
+    return frame.loc[ordered.index[keep.to_numpy()]].sort_values("review_key"), int((~keep).sum())
+
+
+def kcore(users: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
+    """Boolean mask of the rows in the iterative k-core of the (user, item) graph.
+
+    ``users`` and ``items`` are integer codes. Rows of users or items with fewer than ``k``
+    remaining rows are removed until every remaining user and item has at least ``k``.
+    """
+    keep = np.ones(len(users), dtype=bool)
+    if k <= 1:
+        return keep
+    while True:
+        user_count = np.bincount(users[keep], minlength=users.max(initial=-1) + 1)
+        item_count = np.bincount(items[keep], minlength=items.max(initial=-1) + 1)
+        still = keep & (user_count[users] >= k) & (item_count[items] >= k)
+        if still.sum() == keep.sum():
+            return keep
+        keep = still
+
+
+def split_pairs(n: int, fractions: tuple[float, float, float], seed: int) -> np.ndarray:
+    """A split label (0 train, 1 val, 2 test) for each of ``n`` pairs, seeded.
+
+    Sizes: ``round(n * val)`` validation and ``round(n * test)`` test pairs, the rest train.
+    """
+    if abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
+        raise ValueError(f"split fractions must be >= 0 and sum to 1, got {fractions}")
+    n_val, n_test = round(n * fractions[1]), round(n * fractions[2])
+    labels = np.zeros(n, dtype=np.int8)
+    order = np.random.default_rng(seed).permutation(n)
+    labels[order[n - n_val - n_test : n - n_test]] = 1
+    labels[order[n - n_test :]] = 2
+    return labels
+
+
+def documents(
+    owner: np.ndarray,
+    review_id: np.ndarray,
+    timestamp: np.ndarray,
+    is_train: np.ndarray,
+    m: int,
+) -> np.ndarray:
+    """``[n_pairs, m]`` review ids (-1 = empty slot) of each pair's document.
+
+    ``owner`` is the pair's user (or item) code, ``review_id`` its own review. A document
+    holds the owner's ``m`` most recent training reviews other than the pair's own.
+    """
+    n_owners = owner.max(initial=-1) + 1
+    train = np.flatnonzero(is_train)
+    # the owner's m + 1 most recent training reviews, newest first
+    order = train[np.lexsort((-review_id[train], -timestamp[train], owner[train]))]
+    first = np.searchsorted(owner[order], np.arange(n_owners))
+    rank = np.arange(len(order)) - first[owner[order]]
+    top = np.full((n_owners, m + 1), -1, dtype=np.int64)
+    kept = rank <= m
+    top[owner[order][kept], rank[kept]] = review_id[order][kept]
+
+    candidates = top[owner]  # [n_pairs, m + 1]
+    usable = (candidates >= 0) & (candidates != review_id[:, None])
+    # stable compaction: usable slots first, in recency order; then cut to m
+    position = np.argsort(~usable, axis=1, kind="stable")
+    compact = np.take_along_axis(candidates, position, axis=1)
+    compact[~np.take_along_axis(usable, position, axis=1)] = -1
+    return compact[:, :m]
+
+
+@dataclass(frozen=True)
+class RankingView:
+    train: pd.DataFrame  # user_idx, item_idx, label
+    val: pd.DataFrame  # user_idx, item_idx, negatives (list)
+    test: pd.DataFrame
+
+
+def _sample_unseen(
+    rng: np.random.Generator, users: np.ndarray, n_items: int, seen: np.ndarray, count: int
+) -> np.ndarray:
+    """``[len(users), count]`` distinct items per row that the row's user has not rated.
+
+    ``seen`` holds sorted codes ``user * n_items + item`` of every rated pair. Rejection
+    sampling, redrawing only the rejected cells; a user who has rated all but fewer than
+    ``count`` items cannot be served and raises.
+    """
+    rated = np.bincount(seen // n_items, minlength=users.max(initial=-1) + 1)
+    if len(users) and (n_items - rated[users]).min() < count:
+        raise ValueError(f"some user has rated all but fewer than {count} of {n_items} items")
+    out = rng.integers(0, n_items, size=(len(users), count))
+    while True:
+        codes = users[:, None] * n_items + out
+        bad = np.isin(codes, seen)
+        if count > 1:  # repeated items within a row
+            order = np.argsort(out, axis=1)
+            sorted_out = np.take_along_axis(out, order, axis=1)
+            repeat = np.zeros_like(bad)
+            np.put_along_axis(repeat, order[:, 1:], sorted_out[:, 1:] == sorted_out[:, :-1], axis=1)
+            bad |= repeat
+        if not bad.any():
+            return out
+        out[bad] = rng.integers(0, n_items, size=int(bad.sum()))
+
+
+def ranking_view(
+    user: np.ndarray, item: np.ndarray, split: np.ndarray, n_items: int, negatives: int, seed: int
+) -> RankingView:
+    """BERT-RS's implicit view of the target domain's pairs (see the module docstring)."""
+    rng = np.random.default_rng([seed, 1])
+    seen = np.unique(user.astype(np.int64) * n_items + item)
+    train = split == 0
+    train_users = user[train]
+    train_negatives = _sample_unseen(rng, train_users, n_items, seen, 1)[:, 0]
+    train_frame = pd.DataFrame(
+        {
+            "user_idx": np.concatenate([train_users, train_users]).astype(np.int32),
+            "item_idx": np.concatenate([item[train], train_negatives]).astype(np.int32),
+            "label": np.repeat(np.array([1.0, 0.0], dtype=np.float32), train.sum()),
+        }
+    )
+    held_out = []
+    for code in (1, 2):
+        rows = np.flatnonzero(split == code)
+        rows = rows[rng.permutation(len(rows))]
+        _, first = np.unique(user[rows], return_index=True)  # one positive per user, seeded
+        rows = np.sort(rows[first])
+        sampled = _sample_unseen(rng, user[rows], n_items, seen, negatives)
+        held_out.append(
+            pd.DataFrame(
+                {
+                    "user_idx": user[rows].astype(np.int32),
+                    "item_idx": item[rows].astype(np.int32),
+                    "negatives": list(sampled.astype(np.int32)),
+                }
+            )
+        )
+    return RankingView(train_frame, *held_out)

@@ -1,0 +1,93 @@
+"""``rayrec prepare`` (and ``jobs/prepare_data.py``): flags -> :class:`PrepareConfig` -> run,
+then a summary table. Bad input ends with one error line naming the file, exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from pydantic import ValidationError
+
+from rayrec.cli import CliError
+from rayrec.data.pipeline import PrepareConfig, prepare
+from rayrec.data.sources import SourceError
+
+DEFAULT_SYNTHETIC = "synthetic:{out}/_raw"
+
+
+def _source_error(err: BaseException) -> SourceError | None:
+    """The :class:`SourceError` behind ``err``: Ray wraps errors raised in read tasks."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, SourceError):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def config_from_args(args: argparse.Namespace) -> PrepareConfig:
+    if not args.out:
+        raise CliError("--out is required (a local directory or s3:// URI)")
+    sources = args.source or [DEFAULT_SYNTHETIC.format(out=args.out.rstrip("/"))]
+    try:
+        return PrepareConfig(
+            sources=sources,
+            out=args.out,
+            target=args.target,
+            kcore=args.kcore,
+            seed=args.seed,
+            split=args.split,
+            tokenizer=args.tokenizer,
+            max_len=args.max_len,
+            reviews_per_user=args.reviews_per_user,
+            reviews_per_item=args.reviews_per_item,
+            negatives=args.negatives,
+            max_malformed=args.max_malformed,
+            yelp_state=args.yelp_state,
+            yelp_category=args.yelp_category,
+            synthetic_reviews=args.synthetic_reviews,
+            tokenize_actors=args.tokenize_actors,
+            overwrite=args.overwrite,
+        )
+    except ValidationError as err:
+        raise CliError(str(err).replace("\n", " ")) from None
+
+
+def summary_table(manifest: dict) -> str:
+    """The end-of-run table: per domain kept reviews, then splits and drops."""
+    counts = manifest["counts"]
+    lines = [f"{'domain':<24}{'reviews':>10}{'users':>9}{'items':>9}"]
+    for domain, c in counts["per_domain"].items():
+        role = " (target)" if domain == manifest["target_domain"] else ""
+        lines.append(f"{domain + role:<24}{c['reviews']:>10,}{c['users']:>9,}{c['items']:>9,}")
+    lines.append(
+        f"split train/val/test: {counts['train']:,} / {counts['val']:,} / {counts['test']:,}"
+        f"   cross-domain (pretrain): {counts['pretrain']:,}"
+    )
+    dropped = ", ".join(f"{k} {v:,}" for k, v in manifest["dropped"].items())
+    lines.append(f"records read: {counts['records']:,}; dropped: {dropped}")
+    for source in manifest["sources"]:
+        if source["malformed"]:
+            lines.append(f"  {source['uri']}: {source['malformed']} malformed, e.g. "
+                         f"{source['malformed_examples'][0]}")  # fmt: skip
+    lines.append(f"storage: {manifest['storage']}")
+    return "\n".join(lines)
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    config = config_from_args(args)
+    started = time.perf_counter()
+    try:
+        manifest = prepare(config, report=lambda line: print(f"[prepare] {line}", flush=True))
+    except Exception as err:  # noqa: BLE001 - only input errors become one line
+        source_error = _source_error(err)
+        if source_error is None:
+            raise
+        raise CliError(str(source_error)) from None
+    print(summary_table(manifest))
+    print(f"wrote {config.out} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return 0

@@ -1,0 +1,1 @@
+"""Evaluation: metrics (:mod:`rayrec.eval.metrics`)."""

@@ -1,0 +1,172 @@
+"""Typed run configuration: pydantic models, YAML presets and dotted ``--set`` overrides.
+
+A run is ``TrainConfig``: the model and its hyper-parameters (validated by the model's own
+config class from the registry), the prepared data, the optimisation, the engine (DeepSpeed
+or DDP) and the run (workers, storage, failures). Presets live in ``rayrec/configs/*.yaml``
+(``preset_path("sifn")``); ``--set train.lr=3e-5 --set model.params.backbone=tiny`` overrides
+any field, the value parsed as YAML (``1e-3`` is a number, ``null`` is None, ``[1, 2]`` a list).
+
+GPU: ``run.use_gpu: true`` asks Ray for one GPU per worker; the process group backend then
+is NCCL and the engine places the model on the worker's CUDA device. That path cannot run on
+these CPU machines and is untested here; everything else is the same code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from rayrec.models.registry import get_model_spec
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSection(_Strict):
+    """The model: a registry name and its config (validated by the model's config class)."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelSection:
+        try:
+            spec = get_model_spec(self.name)
+        except KeyError as err:
+            raise ValueError(str(err)) from None
+        spec.config_cls.model_validate(self.params)
+        return self
+
+
+class DataSection(_Strict):
+    """The prepared dataset and the sizes read from it (None: the manifest's)."""
+
+    uri: str | None = None  # None: the embedded synthetic corpus, prepared on first use
+    max_len: int | None = Field(None, ge=4)  # tokens per review (at most the stored max_len)
+    reviews_per_doc: int | None = Field(None, ge=1)  # M review slots per document
+    pair_max_len: int | None = Field(None, ge=8)  # BERT-RS pair text
+    pretrain_val_every: int = Field(20, ge=2)  # U-BERT: review_id % this == 0 -> validation
+
+
+class TrainSection(_Strict):
+    """Optimisation. ``batch_size`` is per worker and per micro step."""
+
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(32, ge=1)
+    eval_batch_size: int = Field(64, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    clip: float | None = Field(1.0, gt=0)  # max gradient norm; None: no clipping
+    warmup: float = Field(0.0, ge=0)  # < 1: fraction of all optimizer steps; >= 1: steps
+    schedule: Literal["constant", "linear", "cosine", "exponential"] = "linear"
+    decay_gamma: float = Field(0.99, gt=0, le=1)  # exponential: lr factor per epoch
+    max_steps_per_epoch: int | None = Field(None, ge=1)  # micro steps; None: the whole shard
+    max_eval_batches: int | None = Field(None, ge=1)  # per worker and evaluation
+    shuffle_buffer: int = Field(4096, ge=0)  # local shuffle of the training shard (0: none)
+    seed: int = 0
+    log_every: int = Field(20, ge=1)  # micro steps between progress lines
+
+
+class EngineSection(_Strict):
+    """DeepSpeed (ZeRO stage, precision) or plain DDP."""
+
+    kind: Literal["deepspeed", "ddp"] = "deepspeed"
+    zero_stage: int = Field(0, ge=0, le=3)
+    precision: Literal["fp32", "bf16"] = "fp32"
+
+
+class FaultSection(_Strict):
+    """Fault injection for tests: SIGKILL worker ``rank`` right after epoch ``epoch`` is
+    checkpointed, on the first attempt only (a resumed attempt has a checkpoint)."""
+
+    kill_after_epoch: int | None = Field(None, ge=0)
+    rank: int = Field(0, ge=0)
+
+
+class RunSection(_Strict):
+    """Where and how the run executes."""
+
+    name: str | None = None  # None: <model>-<timestamp>
+    storage: str | None = None  # local dir or s3://; None: ./runs
+    num_workers: int = Field(1, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0)
+    max_failures: int = Field(0, ge=-1)  # -1: retry forever
+    keep_checkpoints: int = Field(2, ge=1)  # best ones by the model's default metric
+    export_weights: bool = True  # write model.safetensors of the best checkpoint
+
+
+class TrainConfig(_Strict):
+    """A whole run."""
+
+    model: ModelSection
+    data: DataSection = Field(default_factory=DataSection)
+    train: TrainSection = Field(default_factory=TrainSection)
+    engine: EngineSection = Field(default_factory=EngineSection)
+    run: RunSection = Field(default_factory=RunSection)
+    fault: FaultSection = Field(default_factory=FaultSection)
+
+    @model_validator(mode="after")
+    def _check_phases(self) -> TrainConfig:
+        phases = get_model_spec(self.model.name).model_cls.update_phases
+        if len(phases) > 1 and self.engine.kind == "deepspeed":
+            if self.engine.zero_stage == 3:
+                raise ValueError(
+                    f"{self.model.name} steps {len(phases)} parameter groups separately "
+                    "(one DeepSpeed engine each); ZeRO stage 3 partitions the whole module "
+                    "and cannot be shared by several engines: use zero_stage <= 2"
+                )
+            if self.train.grad_accum != 1:
+                raise ValueError(f"{self.model.name}: multi-phase updates need grad_accum 1")
+        return self
+
+
+def preset_path(name: str) -> Path:
+    """The shipped preset ``rayrec/configs/<name>.yaml``."""
+    return CONFIG_DIR / f"{name}.yaml"
+
+
+def apply_override(tree: dict[str, Any], assignment: str) -> None:
+    """Apply one dotted ``key.sub=value`` to a nested dict (value parsed as YAML)."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ValueError(f"override {assignment!r} is not KEY=VALUE")
+    *parents, leaf = key.strip().split(".")
+    node = tree
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ValueError(f"override {assignment!r}: {part!r} is not a section")
+        node = child
+    node[leaf] = yaml.safe_load(raw) if raw.strip() else None
+
+
+def load_config(
+    model: str | None = None,
+    path: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+) -> TrainConfig:
+    """Config from a YAML file (default: the preset of ``model``), then the overrides.
+
+    ``model`` (when given) replaces ``model.name``; a preset of another model keeps its
+    ``model.params`` only if they fit (they are validated against ``model``)."""
+    if path is None and model is not None and preset_path(model).exists():
+        path = preset_path(model)
+    tree: dict[str, Any] = {}
+    if path is not None:
+        tree = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        if not isinstance(tree, dict):
+            raise ValueError(f"{path}: a config file holds a mapping")
+    if model is not None:
+        tree.setdefault("model", {})["name"] = model
+    for assignment in overrides:
+        apply_override(tree, assignment)
+    return TrainConfig.model_validate(tree)

@@ -1,0 +1,77 @@
+"""Session-wide fixtures: one moto S3 server on 127.0.0.1 and one local Ray instance.
+
+Ray is started once for the whole suite (each start costs seconds on 2 cores) and after the
+S3 server, so that its worker processes inherit the S3 endpoint and the test credentials
+(the AWS variables below are moto's dummies, not secrets). Both are stopped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+# shared/ sits beside the repository checkout (/work/shared here and in CI)
+SHARED = Path(os.environ.get("RAYREC_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+MUSICAL_INSTRUMENTS = SHARED / "data" / "amazon-2014" / "Musical_Instruments_5.csv.zip"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-compatible server (moto) on loopback, with the AWS_* environment pointing
+    at it; stopped after the session."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    saved = {k: os.environ.get(k) for k in _S3_ENV}
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+    )
+    yield endpoint
+    server.stop()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+_S3_ENV = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+)
+
+
+@pytest.fixture(scope="session")
+def ray_session(s3_endpoint: str) -> Iterator[None]:
+    """One local Ray instance (2 CPUs) for the whole test session."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
