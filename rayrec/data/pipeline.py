@@ -324,6 +324,7 @@ def _index(
             "pretrain": len(other_rows),
             "per_domain": per_domain,
             "ranking": {name: len(getattr(ranking, name)) for name in SPLIT_NAMES},
+            "ranking_skipped_users": ranking.skipped,
         },
         "dropped": dropped,
         "global_mean": float(rating[is_train].mean()) if is_train.any() else 3.0,

@@ -107,6 +107,8 @@ class RankingView:
     train: pd.DataFrame  # user_idx, item_idx, label
     val: pd.DataFrame  # user_idx, item_idx, negatives (list)
     test: pd.DataFrame
+    #: rows left out per split because their user has rated nearly every item
+    skipped: dict[str, int]
 
 
 def _sample_unseen(
@@ -114,13 +116,10 @@ def _sample_unseen(
 ) -> np.ndarray:
     """``[len(users), count]`` distinct items per row that the row's user has not rated.
 
-    ``seen`` holds sorted codes ``user * n_items + item`` of every rated pair. Rejection
-    sampling, redrawing only the rejected cells; a user who has rated all but fewer than
-    ``count`` items cannot be served and raises.
+    ``seen`` holds sorted codes ``user * n_items + item`` of every rated pair; every user
+    in ``users`` must have at least ``count`` unrated items (:func:`_servable`). Rejection
+    sampling, redrawing only the rejected cells.
     """
-    rated = np.bincount(seen // n_items, minlength=users.max(initial=-1) + 1)
-    if len(users) and (n_items - rated[users]).min() < count:
-        raise ValueError(f"some user has rated all but fewer than {count} of {n_items} items")
     out = rng.integers(0, n_items, size=(len(users), count))
     while True:
         codes = users[:, None] * n_items + out
@@ -136,28 +135,41 @@ def _sample_unseen(
         out[bad] = rng.integers(0, n_items, size=int(bad.sum()))
 
 
+def _servable(users: np.ndarray, n_items: int, seen: np.ndarray, count: int) -> np.ndarray:
+    """Mask of the ``users`` entries with at least ``count`` items they never rated."""
+    rated = np.bincount(seen // n_items, minlength=users.max(initial=-1) + 1)
+    return n_items - rated[users] >= count
+
+
 def ranking_view(
     user: np.ndarray, item: np.ndarray, split: np.ndarray, n_items: int, negatives: int, seed: int
 ) -> RankingView:
     """BERT-RS's implicit view of the target domain's pairs (see the module docstring)."""
     rng = np.random.default_rng([seed, 1])
     seen = np.unique(user.astype(np.int64) * n_items + item)
-    train = split == 0
+    train = np.flatnonzero(split == 0)
+    skipped = {}
+    keep = _servable(user[train], n_items, seen, 1)
+    skipped["train"] = int((~keep).sum())
+    train = train[keep]
     train_users = user[train]
     train_negatives = _sample_unseen(rng, train_users, n_items, seen, 1)[:, 0]
     train_frame = pd.DataFrame(
         {
             "user_idx": np.concatenate([train_users, train_users]).astype(np.int32),
             "item_idx": np.concatenate([item[train], train_negatives]).astype(np.int32),
-            "label": np.repeat(np.array([1.0, 0.0], dtype=np.float32), train.sum()),
+            "label": np.repeat(np.array([1.0, 0.0], dtype=np.float32), len(train)),
         }
     )
     held_out = []
-    for code in (1, 2):
+    for code, name in ((1, "val"), (2, "test")):
         rows = np.flatnonzero(split == code)
         rows = rows[rng.permutation(len(rows))]
         _, first = np.unique(user[rows], return_index=True)  # one positive per user, seeded
         rows = np.sort(rows[first])
+        keep = _servable(user[rows], n_items, seen, negatives)
+        skipped[name] = int((~keep).sum())
+        rows = rows[keep]
         sampled = _sample_unseen(rng, user[rows], n_items, seen, negatives)
         held_out.append(
             pd.DataFrame(
@@ -168,4 +180,4 @@ def ranking_view(
                 }
             )
         )
-    return RankingView(train_frame, *held_out)
+    return RankingView(train_frame, *held_out, skipped=skipped)

@@ -22,6 +22,9 @@ def _source_error(err: BaseException) -> SourceError | None:
     seen = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
+        original = getattr(err, "cause", None)  # ray.exceptions.RayTaskError keeps it here
+        if isinstance(original, SourceError):
+            return original
         if isinstance(err, SourceError):
             return err
         err = err.__cause__ or err.__context__

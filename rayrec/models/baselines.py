@@ -141,7 +141,9 @@ class GlobalMean(RecModel):
     def __init__(self, config: GlobalMeanConfig, data_info: DataInfo) -> None:
         super().__init__()
         self.config = config
-        self.mean = nn.Parameter(torch.tensor(float(data_info.global_mean)))
+        # shape [1], not a 0-d scalar: DeepSpeed 0.19 broadcasts parameters as bytes
+        # (``p.view(torch.uint8)``), which fails for 0-d tensors
+        self.mean = nn.Parameter(torch.full((1,), float(data_info.global_mean)))
 
     def forward(self, batch: Batch, phase: str = ALL_PHASES) -> ModelOutput:
         return _rating_output(self.mean.expand(batch["user_idx"].shape[0]), batch)

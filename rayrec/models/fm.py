@@ -54,7 +54,7 @@ class FM(nn.Module):
 
     def __init__(self, n_features: int, k: int = 8, bias: float = 0.0) -> None:
         super().__init__()
-        self.w0 = nn.Parameter(torch.tensor(float(bias)))
+        self.w0 = nn.Parameter(torch.full((1,), float(bias)))  # 1-d: DeepSpeed broadcasts bytes
         self.linear = nn.Linear(n_features, 1, bias=False)
         self.factors = nn.Parameter(torch.randn(n_features, k) * FACTOR_INIT_STD)
 
@@ -77,7 +77,7 @@ class SAFM(nn.Module):
 
     def __init__(self, n_features: int, k: int = 8, bias: float = 0.0) -> None:
         super().__init__()
-        self.w0 = nn.Parameter(torch.tensor(float(bias)))
+        self.w0 = nn.Parameter(torch.full((1,), float(bias)))  # 1-d: DeepSpeed broadcasts bytes
         self.linear = nn.Linear(n_features, 1, bias=False)
         self.factors = nn.Parameter(torch.randn(n_features, k) * FACTOR_INIT_STD)
         self.query = nn.Linear(k, k, bias=False)  # W_r

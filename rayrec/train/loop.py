@@ -1,0 +1,263 @@
+"""``train_loop_per_worker``: the one training loop of every model.
+
+Per worker: read the prepared dataset's manifest and review index once, build the model from
+the registry and the engine from the config, resume from ``ray.train.get_checkpoint()`` if
+there is one (epoch and step counters continue), then per epoch:
+
+1. train on this worker's shard of "train" (``iter_batches`` in pyarrow format, local
+   shuffle seeded by ``(seed, epoch)``, tokens gathered by the collate step), every update
+   phase of the model once per batch;
+2. evaluate on the shard of "val"; the metrics are all-reduced, so all ranks agree;
+3. every rank saves its part of the checkpoint and calls ``ray.train.report(metrics,
+   checkpoint)`` (Ray merges the ranks' files into one directory ``epoch_NNNN``).
+
+After the last epoch every rank loads the best reported checkpoint (the model's default
+metric on "val"), evaluates "test" with it, writes ``model.safetensors`` (rank 0; the
+ZeRO-3 partitions are gathered first) next to the run's results, and reports the final
+metrics. Every rank reports the same number of times.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import ray.train
+import torch
+
+from rayrec.data import storage
+from rayrec.data.prepared import PreparedDataset
+from rayrec.eval.metrics import Evaluation
+from rayrec.models.base import ALL_PHASES, DataInfo
+from rayrec.models.registry import build_model, get_model_spec
+from rayrec.train.checkpoint import WEIGHTS_FILE, export_weights, read_state, write_state
+from rayrec.train.collate import Collator, TokenInfo
+from rayrec.train.config import TrainConfig
+from rayrec.train.engine import Engine, build_engine
+from rayrec.train.reviews import load_review_index
+from rayrec.train.schedule import Schedule
+
+EVAL_SEED_OFFSET = 1_000_003  # evaluation masks (U-BERT) differ from training ones
+
+
+def data_info(manifest: dict[str, Any], tokens: TokenInfo) -> DataInfo:
+    """The sizes a model needs, from the manifest and the collate sizes."""
+    return DataInfo(
+        n_users=int(manifest["counts"]["users"]),
+        n_items=int(manifest["counts"]["items"]),
+        n_domains=len(manifest["domains"]),
+        vocab_size=tokens.vocab_size,
+        pad_token_id=tokens.pad_token_id,
+        global_mean=float(manifest["global_mean"]),
+        max_len=tokens.max_len,
+        reviews_per_doc=tokens.reviews_per_doc,
+        mask_token_id=tokens.mask_token_id,
+    )
+
+
+def token_info(cfg: TrainConfig, manifest: dict[str, Any]) -> TokenInfo:
+    d = cfg.data
+    return TokenInfo.from_manifest(
+        manifest,
+        max_len=d.max_len,
+        reviews_per_doc=d.reviews_per_doc,
+        pair_max_len=d.pair_max_len,
+    )
+
+
+def steps_per_epoch(cfg: TrainConfig, train_rows: int, world_size: int) -> int:
+    """Micro steps per epoch and worker (equal shards: every worker runs as many)."""
+    steps = max(1, (train_rows // world_size) // cfg.train.batch_size)
+    return min(steps, cfg.train.max_steps_per_epoch or steps)
+
+
+def _batches(
+    shard: Any, batch_size: int, limit: int | None, shuffle: int = 0, seed: int | None = None
+) -> Iterator[pa.Table]:
+    """Up to ``limit`` pyarrow batches of a dataset shard. Training drops the last partial
+    batch, so every rank runs the same number of steps."""
+    batches = shard.iter_batches(
+        batch_size=batch_size,
+        batch_format="pyarrow",
+        drop_last=shuffle > 0,
+        local_shuffle_buffer_size=shuffle or None,
+        local_shuffle_seed=seed if shuffle else None,
+    )
+    for i, batch in enumerate(batches):
+        if limit is not None and i >= limit:
+            break
+        yield batch
+
+
+def _format_eta(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class Worker:
+    """The state of one training worker (one rank)."""
+
+    def __init__(self, loop_config: dict[str, Any]) -> None:
+        self.cfg = TrainConfig.model_validate(loop_config["config"])
+        self.run = loop_config
+        ctx = ray.train.get_context()
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        if not self.cfg.run.use_gpu:
+            torch.set_num_threads(max(1, int(self.cfg.run.cpus_per_worker)))
+        self.spec = get_model_spec(self.cfg.model.name)
+        dataset = PreparedDataset(loop_config["data_uri"])
+        reviews = load_review_index(dataset.uri)
+        self.tokens = token_info(self.cfg, dataset.manifest)
+        seed = self.cfg.train.seed
+        self.train_collate = Collator(self.spec, reviews, self.tokens, train=True, seed=seed)
+        self.eval_collate = Collator(
+            self.spec, reviews, self.tokens, train=False, seed=seed + EVAL_SEED_OFFSET
+        )
+        torch.manual_seed(seed)
+        module = build_model(
+            self.cfg.model.name, self.cfg.model.params, data_info(dataset.manifest, self.tokens)
+        )
+        self.steps = steps_per_epoch(self.cfg, loop_config["rows"]["train"], self.world)
+        optimizer_steps = math.ceil(self.steps / self.cfg.train.grad_accum)
+        schedule = Schedule.from_config(self.cfg.train, optimizer_steps)
+        device = ray.train.torch.get_device() if self.cfg.run.use_gpu else torch.device("cpu")
+        self.engine: Engine = build_engine(module, self.cfg, schedule, device)
+        self.state: dict[str, Any] = {"epoch": 0, "step": 0, "history": []}
+        self.resumed = False
+
+    def log(self, message: str) -> None:
+        if self.rank == 0:
+            print(f"[{self.cfg.model.name}] {message}", flush=True)
+
+    def restore(self) -> None:
+        """Continue from the latest checkpoint of this run, if there is one."""
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            return
+        with checkpoint.as_directory() as directory:
+            self.engine.load(Path(directory))
+            self.state = read_state(Path(directory))
+        self.resumed = True
+        self.log(f"resumed after epoch {self.state['epoch']} (step {self.state['step']})")
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over this worker's training shard; returns the epoch's train metrics."""
+        cfg, phases = self.cfg, self.engine.module.update_phases
+        self.engine.module.train()
+        shard = ray.train.get_dataset_shard("train")
+        seed = cfg.train.seed * 100_003 + epoch
+        totals = dict.fromkeys(phases, 0.0)
+        started, samples, n = time.perf_counter(), 0, 0
+        batches = _batches(shard, cfg.train.batch_size, self.steps, cfg.train.shuffle_buffer, seed)
+        for n, rows in enumerate(batches, start=1):
+            step = self.state["step"] * self.world + self.rank
+            batch = self.train_collate(rows, step=step)
+            for phase in phases:
+                loss = self.engine.forward(batch, phase)["loss"]
+                self.engine.step(loss, phase)
+                totals[phase] += float(loss.detach())
+            self.state["step"] += 1
+            samples += rows.num_rows * self.world
+            if n % cfg.train.log_every == 0 or n == self.steps:
+                elapsed = time.perf_counter() - started
+                rate = samples / elapsed
+                eta = (self.steps - n) * elapsed / n
+                self.log(
+                    f"epoch {epoch + 1}/{cfg.train.epochs} step {n}/{self.steps} "
+                    f"loss {totals[phases[-1]] / n:.4f} lr {self.engine.lr():.2e} "
+                    f"{rate:.1f} samples/s ETA {_format_eta(eta)}"
+                )
+        elapsed = time.perf_counter() - started
+        metrics = {"train_loss": totals[phases[-1]] / max(n, 1)}
+        if len(phases) > 1:
+            metrics |= {f"train_loss_{p}": totals[p] / max(n, 1) for p in phases}
+        metrics |= {"train_samples": samples, "train_seconds": elapsed}
+        metrics["samples_per_s"] = samples / elapsed if elapsed > 0 else 0.0
+        return metrics
+
+    @torch.no_grad()
+    def evaluate(self, split: str) -> dict[str, float]:
+        """Metrics of the model on ``split`` over all workers' shards."""
+        self.engine.module.eval()
+        evaluation = Evaluation(self.spec.task)
+        shard = ray.train.get_dataset_shard(split)
+        batches = _batches(shard, self.cfg.train.eval_batch_size, self.cfg.train.max_eval_batches)
+        for i, rows in enumerate(batches):
+            batch = self.eval_collate(rows, step=i * self.world + self.rank)
+            evaluation.update(batch, self.engine.forward(batch, ALL_PHASES))
+        return evaluation.result()
+
+    def report_epoch(self, epoch: int, metrics: dict[str, Any]) -> None:
+        """Save this rank's part of the checkpoint and report it (every rank)."""
+        self.state["epoch"] = epoch + 1
+        self.state["history"].append(metrics)
+        with tempfile.TemporaryDirectory() as tmp:
+            directory = Path(tmp)
+            self.engine.save(directory)
+            if self.rank == 0:
+                write_state(directory, self.state)
+            ray.train.report(
+                metrics,
+                checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                checkpoint_dir_name=f"epoch_{epoch:04d}",
+            )
+        fault = self.cfg.fault
+        if fault.kill_after_epoch == epoch and fault.rank == self.rank and not self.resumed:
+            self.log(f"fault injection: killing rank {self.rank} after epoch {epoch}")
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def finish(self) -> dict[str, Any]:
+        """Load the best checkpoint, evaluate "test", export the weights; final metrics."""
+        key = f"val_{self.spec.default_metric}"
+        reported = [c for c in ray.train.get_all_reported_checkpoints() if key in c.metrics]
+        sign = 1.0 if self.spec.metric_mode == "min" else -1.0
+        best = min(reported, key=lambda c: (sign * c.metrics[key], c.metrics["epoch"]))
+        with best.checkpoint.as_directory() as directory:
+            self.engine.load(Path(directory))
+        final: dict[str, Any] = {
+            "best_epoch": best.metrics["epoch"],
+            f"best_{key}": best.metrics[key],
+        }
+        if "test" in self.run["rows"]:
+            final |= {f"test_{k}": v for k, v in self.evaluate("test").items()}
+        if self.cfg.run.export_weights:
+            weights = self.engine.full_state_dict()  # collective under ZeRO-3
+            if self.rank == 0:
+                export_weights(weights, storage.join(self.run["output"], WEIGHTS_FILE))
+        self.log("test: " + ", ".join(f"{k} {v:.4f}" for k, v in final.items() if "test" in k))
+        return final
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    """Ray Train entry point; ``loop_config`` is built by :func:`rayrec.train.trainer.fit`."""
+    worker = Worker(loop_config)
+    worker.restore()
+    cfg = worker.cfg
+    for epoch in range(worker.state["epoch"], cfg.train.epochs):
+        metrics: dict[str, Any] = {"epoch": epoch, **worker.train_epoch(epoch)}
+        metrics |= {f"val_{k}": v for k, v in worker.evaluate("val").items()}
+        metrics["step"] = worker.state["step"]
+        worker.log(
+            f"epoch {epoch + 1}/{cfg.train.epochs} done: train_loss {metrics['train_loss']:.4f} "
+            + " ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("val_"))
+        )
+        worker.report_epoch(epoch, metrics)
+    final = worker.finish()
+    history = worker.state["history"]
+    throughput = [m["samples_per_s"] for m in history if m.get("samples_per_s")]
+    final |= {
+        "final": True,
+        "epoch": worker.state["epoch"] - 1,
+        "step": worker.state["step"],
+        "samples_per_s": sum(throughput) / len(throughput) if throughput else 0.0,
+        "train_seconds": sum(m["train_seconds"] for m in history),
+        "history": history,
+    }
+    ray.train.report(final)

@@ -1,0 +1,138 @@
+"""The driver side of a run: a ``TorchTrainer`` around the training loop, and ``results.json``.
+
+``fit(cfg)`` reads the prepared dataset's manifest, builds the task's Ray datasets
+(:mod:`rayrec.train.datasets`), and runs ``TorchTrainer(ScalingConfig(num_workers, use_gpu,
+resources_per_worker), RunConfig(name, storage_path, FailureConfig(max_failures),
+CheckpointConfig(keep the best by the model's default metric)))``. The run directory is
+``<storage>/<name>`` (local or s3://); running again with the same name and storage resumes
+the run from its latest checkpoint (Ray Train restores its checkpoint state from storage).
+
+``results.json`` (next to the checkpoints and ``model.safetensors``): the test metrics of the
+best checkpoint, the best epoch, the per-epoch history, the config, the prepared dataset's
+URI and manifest sha256, library versions, wall time and training samples/s.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import deepspeed
+import pyarrow
+import ray
+import torch
+import transformers
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+import rayrec
+from rayrec.data import storage
+from rayrec.data.prepared import MANIFEST, PreparedDataset
+from rayrec.models.registry import get_model_spec
+from rayrec.train.config import TrainConfig
+from rayrec.train.datasets import task_datasets
+from rayrec.train.loop import train_loop_per_worker
+
+RESULTS_FILE = "results.json"
+DEFAULT_STORAGE = "runs"
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries a result depends on."""
+    return {
+        "rayrec": rayrec.__version__,
+        "python": platform.python_version(),
+        "ray": ray.__version__,
+        "torch": torch.__version__,
+        "deepspeed": deepspeed.__version__,
+        "transformers": transformers.__version__,
+        "pyarrow": pyarrow.__version__,
+    }
+
+
+def run_name(cfg: TrainConfig) -> str:
+    return cfg.run.name or f"{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def run_storage(cfg: TrainConfig) -> str:
+    """The storage root as Ray wants it: an absolute local path or a URI."""
+    root = cfg.run.storage or DEFAULT_STORAGE
+    return root if storage.is_remote(root) else str(Path(root).expanduser().resolve())
+
+
+def ensure_ray() -> None:
+    """Connect to the running cluster (``ray job submit`` sets its address), else start a
+    local one."""
+    if not ray.is_initialized():
+        ray.init()
+
+
+def fit(cfg: TrainConfig, data_uri: str) -> dict[str, Any]:
+    """Train ``cfg`` on the prepared dataset at ``data_uri``; returns the results (also
+    written to ``<storage>/<name>/results.json``)."""
+    started = time.perf_counter()
+    ensure_ray()
+    spec = get_model_spec(cfg.model.name)
+    dataset = PreparedDataset(data_uri)
+    datasets = task_datasets(spec, dataset, cfg.data)
+    rows = {split: ds.count() for split, ds in datasets.items()}
+    name, root = run_name(cfg), run_storage(cfg)
+    output = storage.join(root, name)
+    resources = {"CPU": cfg.run.cpus_per_worker} | ({"GPU": 1} if cfg.run.use_gpu else {})
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={
+            "config": cfg.model_dump(mode="json"),
+            "data_uri": dataset.uri,
+            "rows": rows,
+            "output": output,
+        },
+        scaling_config=ScalingConfig(
+            num_workers=cfg.run.num_workers,
+            use_gpu=cfg.run.use_gpu,
+            resources_per_worker=resources,
+        ),
+        run_config=RunConfig(
+            name=name,
+            storage_path=root,
+            failure_config=FailureConfig(max_failures=cfg.run.max_failures),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=cfg.run.keep_checkpoints,
+                checkpoint_score_attribute=f"val_{spec.default_metric}",
+                checkpoint_score_order=spec.metric_mode,
+            ),
+        ),
+        datasets=datasets,
+    )
+    result = trainer.fit()
+    final = dict(result.metrics or {})
+    wall = time.perf_counter() - started
+    results = {
+        "model": cfg.model.name,
+        "name": name,
+        "output": output,
+        "test": {k.removeprefix("test_"): v for k, v in final.items() if k.startswith("test_")},
+        "best_epoch": final.get("best_epoch"),
+        "best_val": {
+            k.removeprefix("best_"): v for k, v in final.items() if k.startswith("best_val")
+        },
+        "epochs_run": final.get("epoch", -1) + 1,
+        "steps": final.get("step"),
+        "samples_per_s": final.get("samples_per_s"),
+        "train_seconds": final.get("train_seconds"),
+        "wall_seconds": wall,
+        "history": final.get("history", []),
+        "rows": rows,
+        "data": {
+            "uri": dataset.uri,
+            "manifest_sha256": storage.sha256(dataset.path(MANIFEST)),
+        },
+        "config": cfg.model_dump(mode="json"),
+        "versions": versions(),
+        "checkpoint": result.checkpoint.path if result.checkpoint else None,
+        "weights": storage.join(output, "model.safetensors") if cfg.run.export_weights else None,
+    }
+    storage.write_json(storage.join(output, RESULTS_FILE), results)
+    return results
