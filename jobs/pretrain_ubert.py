@@ -9,7 +9,7 @@ import sys
 
 from rayrec.cli import run_job
 
-COMMAND = ['train', 'ubert_pretrain']
+COMMAND = ["train", "ubert_pretrain"]
 
 if __name__ == "__main__":
     sys.exit(run_job(COMMAND, sys.argv[1:]))

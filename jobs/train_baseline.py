@@ -9,7 +9,7 @@ import sys
 
 from rayrec.cli import run_job
 
-COMMAND = ['train']
+COMMAND = ["train"]
 
 if __name__ == "__main__":
     sys.exit(run_job(COMMAND, sys.argv[1:], default_model="biased_mf"))

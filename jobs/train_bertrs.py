@@ -9,7 +9,7 @@ import sys
 
 from rayrec.cli import run_job
 
-COMMAND = ['train', 'bertrs']
+COMMAND = ["train", "bertrs"]
 
 if __name__ == "__main__":
     sys.exit(run_job(COMMAND, sys.argv[1:]))

@@ -9,7 +9,7 @@ import sys
 
 from rayrec.cli import run_job
 
-COMMAND = ['train', 'sifn']
+COMMAND = ["train", "sifn"]
 
 if __name__ == "__main__":
     sys.exit(run_job(COMMAND, sys.argv[1:]))

@@ -23,7 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -361,6 +362,24 @@ def _attach_ids(batch: pa.Table, kept_ref: list[ray.ObjectRef]) -> pa.Table:
     )
 
 
+@contextmanager
+def _parquet_reads_without_actors() -> Iterator[None]:
+    """Read parquet with Ray Data's v1 reader for the enclosed block.
+
+    Ray Data 2.60's default parquet reader (datasource v2) lists files in a task that waits
+    for a ``FooterReader`` actor; each needs a CPU to be scheduled. On a 2-CPU node where the
+    tokenizer pool holds one CPU, the listing task holds the other and the actor never starts:
+    the read hangs (seen here). The v1 reader needs no actor.
+    """
+    context = ray.data.DataContext.get_current()
+    saved = context.use_datasource_v2
+    context.use_datasource_v2 = False
+    try:
+        yield
+    finally:
+        context.use_datasource_v2 = saved
+
+
 def _tokenize(
     config: PrepareConfig, records: str, kept: pd.DataFrame, stages: _Stages, report: Report
 ) -> None:
@@ -377,20 +396,22 @@ def _tokenize(
     storage.remove(reviews)
     actors = config.tokenize_actors or max(1, int(ray.cluster_resources().get("CPU", 2)) - 1)
     report(f"tokenize: {len(kept):,} reviews with {actors} tokenizer actor(s)")
-    (
-        ray.data.read_parquet(records)
-        .select_columns(["review_key", "rating", "timestamp", "text"])
-        .map_batches(_attach_ids, batch_format="pyarrow", fn_kwargs={"kept_ref": [ray.put(kept)]})
-        .map_batches(
-            ReviewTokenizer,
-            fn_constructor_kwargs={"tokenizer": config.tokenizer, "max_len": config.max_len},
-            batch_format="pyarrow",
-            batch_size=1024,
-            concurrency=actors,
-            num_cpus=1,
+    kept_ref = [ray.put(kept)]  # in a list: Ray Data must pass the reference, not resolve it
+    with _parquet_reads_without_actors():
+        (
+            ray.data.read_parquet(records)
+            .select_columns(["review_key", "rating", "timestamp", "text"])
+            .map_batches(_attach_ids, batch_format="pyarrow", fn_kwargs={"kept_ref": kept_ref})
+            .map_batches(
+                ReviewTokenizer,
+                fn_constructor_kwargs={"tokenizer": config.tokenizer, "max_len": config.max_len},
+                batch_format="pyarrow",
+                batch_size=1024,
+                compute=ray.data.ActorPoolStrategy(size=actors),
+                num_cpus=1,
+            )
+            .write_parquet(reviews)
         )
-        .write_parquet(reviews)
-    )
     stages.done("tokenize", inputs)
 
 
@@ -421,8 +442,15 @@ def prepare(config: PrepareConfig, report: Report = print) -> dict[str, Any]:
     started = time.perf_counter()
     manifest_uri = storage.join(config.out, MANIFEST)
     if storage.exists(manifest_uri):
+        manifest = storage.read_json(manifest_uri)
+        if not config.overwrite and manifest["config"] == json.loads(config.model_dump_json()):
+            report(f"{config.out} is already prepared with this configuration")
+            return manifest
         if not config.overwrite:
-            raise SourceError(f"{config.out} already holds a prepared dataset (use --overwrite)")
+            raise SourceError(
+                f"{config.out} already holds a prepared dataset of another configuration "
+                "(use --overwrite)"
+            )
         storage.remove(config.out)
     sources = _resolve_sources(config, report)
     if not ray.is_initialized():

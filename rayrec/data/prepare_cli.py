@@ -14,6 +14,7 @@ from rayrec.cli import CliError
 from rayrec.data.pipeline import PrepareConfig, prepare
 from rayrec.data.sources import SourceError
 
+DEFAULT_OUT = "prepared/synthetic"
 DEFAULT_SYNTHETIC = "synthetic:{out}/_raw"
 
 
@@ -32,13 +33,14 @@ def _source_error(err: BaseException) -> SourceError | None:
 
 
 def config_from_args(args: argparse.Namespace) -> PrepareConfig:
-    if not args.out:
-        raise CliError("--out is required (a local directory or s3:// URI)")
-    sources = args.source or [DEFAULT_SYNTHETIC.format(out=args.out.rstrip("/"))]
+    if args.source and not args.out:
+        raise CliError("--out is required with --source (a local directory or s3:// URI)")
+    out = args.out or DEFAULT_OUT
+    sources = args.source or [DEFAULT_SYNTHETIC.format(out=out.rstrip("/"))]
     try:
         return PrepareConfig(
             sources=sources,
-            out=args.out,
+            out=out,
             target=args.target,
             kcore=args.kcore,
             seed=args.seed,
@@ -92,5 +94,5 @@ def run_prepare(args: argparse.Namespace) -> int:
             raise
         raise CliError(str(source_error)) from None
     print(summary_table(manifest))
-    print(f"wrote {config.out} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    print(f"prepared {config.out} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0

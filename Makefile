@@ -1,0 +1,30 @@
+# The two commands of the README:
+#   make demo   set up .venv and run the main job (U-BERT pretraining -> fine-tuning vs baselines)
+#   make test   set up .venv and run the test suite (ruff + pytest)
+# CPU installs pin torch to the CPU wheel through constraints-cpu.txt; GPU machines install
+# with plain `pip install .` and get their platform's CUDA build.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: demo test setup clean
+
+setup: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml constraints-cpu.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints-cpu.txt -e '.[dev]'
+	touch $(INSTALLED)
+
+demo: $(INSTALLED)
+	$(PY) jobs/demo.py
+
+test: $(INSTALLED)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
