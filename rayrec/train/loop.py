@@ -7,14 +7,16 @@ there is one (epoch and step counters continue), then per epoch:
 1. train on this worker's shard of "train" (``iter_batches`` in pyarrow format, local
    shuffle seeded by ``(seed, epoch)``, tokens gathered by the collate step), every update
    phase of the model once per batch;
-2. evaluate on the shard of "val"; the metrics are all-reduced, so all ranks agree;
+2. evaluate on this rank's shard of "val" (read by the worker, see
+   :mod:`rayrec.train.datasets`); the metrics are all-reduced, so all ranks agree;
 3. every rank saves its part of the checkpoint and calls ``ray.train.report(metrics,
    checkpoint)`` (Ray merges the ranks' files into one directory ``epoch_NNNN``).
 
 After the last epoch every rank loads the best reported checkpoint (the model's default
-metric on "val"), evaluates "test" with it, writes ``model.safetensors`` (rank 0; the
-ZeRO-3 partitions are gathered first) next to the run's results, and reports the final
-metrics. Every rank reports the same number of times.
+metric on "val"), evaluates "test" with it, and rank 0 writes ``model.safetensors`` (the
+ZeRO-3 partitions are gathered first) and ``final_metrics.json`` into the run directory,
+which the driver turns into ``results.json`` (Ray Train's result holds the metrics of the
+last checkpointed report only). Every rank reports the same number of times.
 """
 
 from __future__ import annotations
@@ -40,11 +42,13 @@ from rayrec.models.registry import build_model, get_model_spec
 from rayrec.train.checkpoint import WEIGHTS_FILE, export_weights, read_state, write_state
 from rayrec.train.collate import Collator, TokenInfo
 from rayrec.train.config import TrainConfig
+from rayrec.train.datasets import eval_batches, eval_splits, eval_table
 from rayrec.train.engine import Engine, build_engine
 from rayrec.train.reviews import load_review_index
 from rayrec.train.schedule import Schedule
 
-EVAL_SEED_OFFSET = 1_000_003  # evaluation masks (U-BERT) differ from training ones
+EVAL_SEED_OFFSET = 1_000_003
+FINAL_FILE = "final_metrics.json"  # evaluation masks (U-BERT) differ from training ones
 
 
 def data_info(manifest: dict[str, Any], tokens: TokenInfo) -> DataInfo:
@@ -79,14 +83,14 @@ def steps_per_epoch(cfg: TrainConfig, train_rows: int, world_size: int) -> int:
 
 
 def _batches(
-    shard: Any, batch_size: int, limit: int | None, shuffle: int = 0, seed: int | None = None
+    shard: Any, batch_size: int, limit: int | None, shuffle: int, seed: int
 ) -> Iterator[pa.Table]:
-    """Up to ``limit`` pyarrow batches of a dataset shard. Training drops the last partial
-    batch, so every rank runs the same number of steps."""
+    """Up to ``limit`` pyarrow batches of a training shard, without the last partial batch
+    (every rank runs the same number of steps)."""
     batches = shard.iter_batches(
         batch_size=batch_size,
         batch_format="pyarrow",
-        drop_last=shuffle > 0,
+        drop_last=True,
         local_shuffle_buffer_size=shuffle or None,
         local_shuffle_seed=seed if shuffle else None,
     )
@@ -114,6 +118,10 @@ class Worker:
         self.spec = get_model_spec(self.cfg.model.name)
         dataset = PreparedDataset(loop_config["data_uri"])
         reviews = load_review_index(dataset.uri)
+        self.eval_tables = {
+            split: eval_table(self.spec, dataset, reviews, split, self.cfg.data)
+            for split in eval_splits(self.spec)
+        }
         self.tokens = token_info(self.cfg, dataset.manifest)
         seed = self.cfg.train.seed
         self.train_collate = Collator(self.spec, reviews, self.tokens, train=True, seed=seed)
@@ -154,9 +162,13 @@ class Worker:
         shard = ray.train.get_dataset_shard("train")
         seed = cfg.train.seed * 100_003 + epoch
         totals = dict.fromkeys(phases, 0.0)
-        started, samples, n = time.perf_counter(), 0, 0
+        samples, n = 0, 0
         batches = _batches(shard, cfg.train.batch_size, self.steps, cfg.train.shuffle_buffer, seed)
+        # the clock starts at the first batch: Ray Data's start-up is not training throughput
+        started = time.perf_counter()
         for n, rows in enumerate(batches, start=1):
+            if n == 1:
+                started = time.perf_counter()
             step = self.state["step"] * self.world + self.rank
             batch = self.train_collate(rows, step=step)
             for phase in phases:
@@ -187,11 +199,18 @@ class Worker:
         """Metrics of the model on ``split`` over all workers' shards."""
         self.engine.module.eval()
         evaluation = Evaluation(self.spec.task)
-        shard = ray.train.get_dataset_shard(split)
-        batches = _batches(shard, self.cfg.train.eval_batch_size, self.cfg.train.max_eval_batches)
-        for i, rows in enumerate(batches):
+        batches = eval_batches(
+            self.eval_tables[split],
+            self.rank,
+            self.world,
+            self.cfg.train.eval_batch_size,
+            self.cfg.train.max_eval_batches,
+        )
+        for i, (rows, counted) in enumerate(batches):
             batch = self.eval_collate(rows, step=i * self.world + self.rank)
-            evaluation.update(batch, self.engine.forward(batch, ALL_PHASES))
+            out = self.engine.forward(batch, ALL_PHASES)
+            if counted:
+                evaluation.update(batch, out)
         return evaluation.result()
 
     def report_epoch(self, epoch: int, metrics: dict[str, Any]) -> None:
@@ -225,7 +244,7 @@ class Worker:
             "best_epoch": best.metrics["epoch"],
             f"best_{key}": best.metrics[key],
         }
-        if "test" in self.run["rows"]:
+        if "test" in self.eval_tables:
             final |= {f"test_{k}": v for k, v in self.evaluate("test").items()}
         if self.cfg.run.export_weights:
             weights = self.engine.full_state_dict()  # collective under ZeRO-3
@@ -260,4 +279,5 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         "train_seconds": sum(m["train_seconds"] for m in history),
         "history": history,
     }
-    ray.train.report(final)
+    if worker.rank == 0:  # Ray Train keeps only checkpointed reports: the driver reads this
+        storage.write_json(storage.join(loop_config["output"], FINAL_FILE), final)

@@ -49,6 +49,8 @@ class ReviewIndex:
     tokens: TokenStore
     user_idx: np.ndarray  # int64 [R]
     item_idx: np.ndarray  # int64 [R], -1 outside the target domain
+    domain_idx: np.ndarray  # int64 [R], 0 = target domain
+    rating: np.ndarray  # float32 [R]
     split: np.ndarray  # uint8 [R], SPLIT_CODES
     sentiment: np.ndarray  # int64 [R], 0 negative / 1 neutral / 2 positive
     user_train: Csr  # per user: training review ids, most recent first
@@ -78,6 +80,8 @@ class ReviewIndex:
             tokens=TokenStore.from_table(table),
             user_idx=user_idx,
             item_idx=item_idx,
+            domain_idx=column("domain_idx").astype(np.int64),
+            rating=column("rating").astype(np.float32),
             split=split,
             sentiment=column("sentiment").astype(np.int64),
             user_train=_group(user_idx[recent_first], recent_first, n_users),

@@ -1,6 +1,6 @@
 """The driver side of a run: a ``TorchTrainer`` around the training loop, and ``results.json``.
 
-``fit(cfg)`` reads the prepared dataset's manifest, builds the task's Ray datasets
+``fit(cfg)`` reads the prepared dataset's manifest, builds the training Ray dataset
 (:mod:`rayrec.train.datasets`), and runs ``TorchTrainer(ScalingConfig(num_workers, use_gpu,
 resources_per_worker), RunConfig(name, storage_path, FailureConfig(max_failures),
 CheckpointConfig(keep the best by the model's default metric)))``. The run directory is
@@ -32,8 +32,8 @@ from rayrec.data import storage
 from rayrec.data.prepared import MANIFEST, PreparedDataset
 from rayrec.models.registry import get_model_spec
 from rayrec.train.config import TrainConfig
-from rayrec.train.datasets import task_datasets
-from rayrec.train.loop import train_loop_per_worker
+from rayrec.train.datasets import train_dataset
+from rayrec.train.loop import FINAL_FILE, train_loop_per_worker
 
 RESULTS_FILE = "results.json"
 DEFAULT_STORAGE = "runs"
@@ -76,8 +76,8 @@ def fit(cfg: TrainConfig, data_uri: str) -> dict[str, Any]:
     ensure_ray()
     spec = get_model_spec(cfg.model.name)
     dataset = PreparedDataset(data_uri)
-    datasets = task_datasets(spec, dataset, cfg.data)
-    rows = {split: ds.count() for split, ds in datasets.items()}
+    train = train_dataset(spec, dataset, cfg.data)
+    rows = {"train": train.count()}
     name, root = run_name(cfg), run_storage(cfg)
     output = storage.join(root, name)
     resources = {"CPU": cfg.run.cpus_per_worker} | ({"GPU": 1} if cfg.run.use_gpu else {})
@@ -104,10 +104,10 @@ def fit(cfg: TrainConfig, data_uri: str) -> dict[str, Any]:
                 checkpoint_score_order=spec.metric_mode,
             ),
         ),
-        datasets=datasets,
+        datasets={"train": train},
     )
     result = trainer.fit()
-    final = dict(result.metrics or {})
+    final = storage.read_json(storage.join(output, FINAL_FILE))
     wall = time.perf_counter() - started
     results = {
         "model": cfg.model.name,
