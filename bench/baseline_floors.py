@@ -37,7 +37,7 @@ def errors(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, 
             "mae": float(diff.abs().mean())}  # fmt: skip
 
 
-def fit(name: str, config: dict, info: DataInfo, data: dict, args) -> tuple[int, dict]:
+def fit(name: str, config: dict, info: DataInfo, data: dict, args) -> tuple[int, float, dict]:
     torch.manual_seed(args.seed)
     model = build_model(name, config, info)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
@@ -52,7 +52,7 @@ def fit(name: str, config: dict, info: DataInfo, data: dict, args) -> tuple[int,
         val = errors(model, data["val"])["mse"]
         if val < best[0]:
             best = (val, epoch, errors(model, data["test"]))
-    return best[1], best[2]
+    return best[1], best[0], best[2]
 
 
 def main() -> None:
@@ -76,10 +76,13 @@ def main() -> None:
     data = {split: tensors(prepared, split) for split in ("train", "val", "test")}
     print(f"{args.data}: train/val/test {[len(d['rating']) for d in data.values()]}, "
           f"seed {manifest['seed']}, split {manifest['split']}")  # fmt: skip
-    print(f"{'model':<14}{'best epoch':>11}{'test MSE':>10}{'RMSE':>8}{'MAE':>8}")
+    print(f"{'model':<14}{'best epoch':>11}{'val MSE':>9}{'test MSE':>10}{'RMSE':>8}{'MAE':>8}")
     for name, config in (("global_mean", {}), ("biased_mf", {"factors": args.factors})):
-        epoch, test = fit(name, config, info, data, args)
-        print(f"{name:<14}{epoch:>11}{test['mse']:>10.4f}{test['rmse']:>8.4f}{test['mae']:>8.4f}")
+        epoch, val, test = fit(name, config, info, data, args)
+        print(
+            f"{name:<14}{epoch:>11}{val:>9.4f}{test['mse']:>10.4f}{test['rmse']:>8.4f}"
+            f"{test['mae']:>8.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -20,9 +20,12 @@ from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import ray.data
 from ray.data.expressions import col
 
+from rayrec.data import storage
 from rayrec.data.prepared import PreparedDataset
 from rayrec.models.base import ModelSpec
 from rayrec.train.config import DataSection
@@ -46,6 +49,19 @@ def train_dataset(spec: ModelSpec, dataset: PreparedDataset, data: DataSection) 
         held_out = col("review_id") % data.pretrain_val_every == 0
         return reviews.filter(expr=(col("split") == "pretrain") & ~held_out)
     raise ValueError(f"no training data for task {spec.task!r}")
+
+
+def train_rows(spec: ModelSpec, dataset: PreparedDataset, data: DataSection) -> int:
+    """Number of training rows, from parquet metadata (rating, ranking) or the ids of the
+    reviews (pretraining), without running Ray Data."""
+    if spec.task in TABLES:
+        fs, path = storage.filesystem(dataset.path(TABLES[spec.task], "train.parquet"))
+        with fs.open(path, "rb") as f:
+            return pq.ParquetFile(f).metadata.num_rows
+    table = dataset.table("reviews", columns=["review_id", "split"])
+    ids = table.column("review_id").to_numpy()
+    pretrain = pc.equal(table.column("split"), "pretrain").to_numpy(zero_copy_only=False)
+    return int((pretrain & (ids % data.pretrain_val_every != 0)).sum())
 
 
 def eval_table(

@@ -32,7 +32,7 @@ from rayrec.data import storage
 from rayrec.data.prepared import MANIFEST, PreparedDataset
 from rayrec.models.registry import get_model_spec
 from rayrec.train.config import TrainConfig
-from rayrec.train.datasets import train_dataset
+from rayrec.train.datasets import train_dataset, train_rows
 from rayrec.train.loop import FINAL_FILE, train_loop_per_worker
 
 RESULTS_FILE = "results.json"
@@ -77,7 +77,7 @@ def fit(cfg: TrainConfig, data_uri: str) -> dict[str, Any]:
     spec = get_model_spec(cfg.model.name)
     dataset = PreparedDataset(data_uri)
     train = train_dataset(spec, dataset, cfg.data)
-    rows = {"train": train.count()}
+    rows = {"train": train_rows(spec, dataset, cfg.data)}
     name, root = run_name(cfg), run_storage(cfg)
     output = storage.join(root, name)
     resources = {"CPU": cfg.run.cpus_per_worker} | ({"GPU": 1} if cfg.run.use_gpu else {})
