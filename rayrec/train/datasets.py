@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
+import pyarrow.dataset as pds
 import ray.data
 from ray.data.expressions import col
 
@@ -56,8 +56,7 @@ def train_rows(spec: ModelSpec, dataset: PreparedDataset, data: DataSection) -> 
     reviews (pretraining), without running Ray Data."""
     if spec.task in TABLES:
         fs, path = storage.filesystem(dataset.path(TABLES[spec.task], "train.parquet"))
-        with fs.open(path, "rb") as f:
-            return pq.ParquetFile(f).metadata.num_rows
+        return pds.dataset(path, filesystem=fs, format="parquet").count_rows()
     table = dataset.table("reviews", columns=["review_id", "split"])
     ids = table.column("review_id").to_numpy()
     pretrain = pc.equal(table.column("split"), "pretrain").to_numpy(zero_copy_only=False)

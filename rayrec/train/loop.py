@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from typing import Any
 import pyarrow as pa
 import ray.train
 import torch
+from ray.train import CheckpointConsistencyMode
 
 from rayrec.data import storage
 from rayrec.data.prepared import PreparedDataset
@@ -138,11 +140,14 @@ class Worker:
         device = ray.train.torch.get_device() if self.cfg.run.use_gpu else torch.device("cpu")
         self.engine: Engine = build_engine(module, self.cfg, schedule, device)
         self.state: dict[str, Any] = {"epoch": 0, "step": 0, "history": []}
-        self.resumed = False
+        self.resumed_at: int | None = None  # the epoch a restored checkpoint continues at
 
     def log(self, message: str) -> None:
+        """A progress line from rank 0 (written to stdout directly: Ray Train's patched
+        ``print`` shows each line twice on the driver)."""
         if self.rank == 0:
-            print(f"[{self.cfg.model.name}] {message}", flush=True)
+            sys.stdout.write(f"[{self.cfg.model.name}] {message}\n")
+            sys.stdout.flush()
 
     def restore(self) -> None:
         """Continue from the latest checkpoint of this run, if there is one."""
@@ -152,7 +157,7 @@ class Worker:
         with checkpoint.as_directory() as directory:
             self.engine.load(Path(directory))
             self.state = read_state(Path(directory))
-        self.resumed = True
+        self.resumed_at = self.state["epoch"]
         self.log(f"resumed after epoch {self.state['epoch']} (step {self.state['step']})")
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
@@ -228,7 +233,12 @@ class Worker:
                 checkpoint_dir_name=f"epoch_{epoch:04d}",
             )
         fault = self.cfg.fault
-        if fault.kill_after_epoch == epoch and fault.rank == self.rank and not self.resumed:
+        if fault.kill_after_epoch == epoch and fault.rank == self.rank and self.resumed_at is None:
+            # wait until the controller has registered the checkpoint: a report is processed
+            # asynchronously, and a worker killed right after it may lose it
+            ray.train.get_all_reported_checkpoints(
+                consistency_mode=CheckpointConsistencyMode.COMMITTED
+            )
             self.log(f"fault injection: killing rank {self.rank} after epoch {epoch}")
             os.kill(os.getpid(), signal.SIGKILL)
 
@@ -250,7 +260,7 @@ class Worker:
             weights = self.engine.full_state_dict()  # collective under ZeRO-3
             if self.rank == 0:
                 export_weights(weights, storage.join(self.run["output"], WEIGHTS_FILE))
-        self.log("test: " + ", ".join(f"{k} {v:.4f}" for k, v in final.items() if "test" in k))
+        self.log("best checkpoint: " + ", ".join(f"{k} {v:.4g}" for k, v in final.items()))
         return final
 
 
@@ -278,6 +288,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         "samples_per_s": sum(throughput) / len(throughput) if throughput else 0.0,
         "train_seconds": sum(m["train_seconds"] for m in history),
         "history": history,
+        "resumed_at_epoch": worker.resumed_at,
     }
     if worker.rank == 0:  # Ray Train keeps only checkpointed reports: the driver reads this
         storage.write_json(storage.join(loop_config["output"], FINAL_FILE), final)

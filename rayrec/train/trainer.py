@@ -63,8 +63,9 @@ def run_storage(cfg: TrainConfig) -> str:
 
 
 def ensure_ray() -> None:
-    """Connect to the running cluster (``ray job submit`` sets its address), else start a
-    local one."""
+    """``ray.init()``: under ``ray job submit`` it connects to the job's cluster, on a machine
+    with a running ``ray start`` cluster it connects to that one, else it starts a local one
+    (``RAY_ADDRESS=local`` forces a private local instance)."""
     if not ray.is_initialized():
         ray.init()
 
@@ -119,6 +120,7 @@ def fit(cfg: TrainConfig, data_uri: str) -> dict[str, Any]:
             k.removeprefix("best_"): v for k, v in final.items() if k.startswith("best_val")
         },
         "epochs_run": final.get("epoch", -1) + 1,
+        "resumed_at_epoch": final.get("resumed_at_epoch"),
         "steps": final.get("step"),
         "samples_per_s": final.get("samples_per_s"),
         "train_seconds": final.get("train_seconds"),
@@ -131,7 +133,8 @@ def fit(cfg: TrainConfig, data_uri: str) -> dict[str, Any]:
         },
         "config": cfg.model_dump(mode="json"),
         "versions": versions(),
-        "checkpoint": result.checkpoint.path if result.checkpoint else None,
+        "best_checkpoint": storage.join(output, f"epoch_{final['best_epoch']:04d}"),
+        "latest_checkpoint": result.checkpoint.path if result.checkpoint else None,
         "weights": storage.join(output, "model.safetensors") if cfg.run.export_weights else None,
     }
     storage.write_json(storage.join(output, RESULTS_FILE), results)

@@ -1,0 +1,80 @@
+"""``rayrec train MODEL``: flags -> :class:`~rayrec.train.config.TrainConfig` -> one run.
+
+Flags override the YAML config (``--config``, default the model's preset), and ``--set``
+overrides both. ``--resume --name NAME`` continues a stopped run from its latest checkpoint;
+without ``--resume`` an existing run name is refused (Ray Train would silently resume it).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from pydantic import ValidationError
+
+from rayrec.cli import CliError
+from rayrec.data import storage
+from rayrec.train.config import TrainConfig, load_config
+from rayrec.train.corpus import default_dataset
+from rayrec.train.trainer import ensure_ray, fit, run_name, run_storage
+
+
+def flag_overrides(args: argparse.Namespace) -> list[str]:
+    """The run flags as dotted overrides (only the flags that were given)."""
+    flags = {
+        "data.uri": getattr(args, "data", None),
+        "run.storage": args.storage,
+        "run.name": args.name,
+        "run.num_workers": args.num_workers,
+        "run.use_gpu": args.use_gpu,
+        "train.epochs": args.epochs,
+        "model.params.pretrained": getattr(args, "pretrained", None),
+    }
+    return [f"{key}={value}" for key, value in flags.items() if value is not None]
+
+
+def config_from_args(args: argparse.Namespace, model: str | None = None) -> TrainConfig:
+    """Config of ``model`` (default ``args.model``) from the preset or ``--config``, the
+    ``--set`` overrides and the flags; a user error becomes a :class:`CliError`."""
+    model = model or args.model
+    if getattr(args, "pretrained", None) and model != "ubert_finetune":
+        raise CliError("--pretrained is for ubert_finetune only")
+    try:
+        return load_config(model, args.config, [*args.overrides, *flag_overrides(args)])
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors(include_url=False)
+        )
+        raise CliError(f"invalid configuration: {problems}") from None
+    except (ValueError, FileNotFoundError) as err:
+        raise CliError(f"invalid configuration: {err}") from None
+
+
+def check_run_name(cfg: TrainConfig, resume: bool) -> None:
+    """Refuse to reuse a run name by accident, and to resume a run that does not exist."""
+    exists = cfg.run.name is not None and storage.exists(
+        storage.join(run_storage(cfg), run_name(cfg))
+    )
+    if resume and not exists:
+        raise CliError("--resume needs --name of an existing run under --storage")
+    if exists and not resume:
+        raise CliError(f"run {cfg.run.name!r} exists: pass --resume, or another --name")
+
+
+def print_results(results: dict) -> None:
+    print(f"\n{results['model']} ({results['name']}): best epoch {results['best_epoch']}")
+    for key, value in results["test"].items():
+        print(f"  test {key:<14} {value:.4f}")
+    for key, value in results["best_val"].items():
+        print(f"  best {key:<14} {value:.4f}")
+    print(f"  {results['samples_per_s']:.1f} samples/s, wall {results['wall_seconds']:.0f} s")
+    print(f"  results: {storage.join(results['output'], 'results.json')}")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Entry point of ``rayrec train``."""
+    cfg = config_from_args(args)
+    check_run_name(cfg, args.resume)
+    ensure_ray()  # before preparing data, which would otherwise start Ray without worker logs
+    results = fit(cfg, cfg.data.uri or default_dataset())
+    print_results(results)
+    return 0
