@@ -68,10 +68,22 @@ _S3_ENV = (
 
 @pytest.fixture(scope="session")
 def ray_session(s3_endpoint: str) -> Iterator[None]:
-    """One local Ray instance (2 CPUs) for the whole test session."""
+    """One local Ray instance owned by this test session (``address="local"``: never a
+    cluster that happens to run on this machine), shared by the data and training tests.
+
+    4 logical CPUs on 2 cores: two training workers of 1 CPU each leave CPUs for Ray Data.
+    Idle worker processes are kept (not killed after 1 s): every fit starts several actors
+    and Ray Data tasks, and on two loaded cores each new Python process costs seconds.
+    """
     import ray
 
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(
+        address="local",
+        num_cpus=4,
+        include_dashboard=False,
+        log_to_driver=False,
+        _system_config={"idle_worker_killing_time_threshold_ms": 600_000},
+    )
+    ray.data.DataContext.get_current().enable_progress_bars = False
     yield
     ray.shutdown()

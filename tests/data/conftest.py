@@ -14,7 +14,7 @@ MI_SOURCE = f"amazon2014:{MUSICAL_INSTRUMENTS}"
 
 
 def prepare_quietly(**fields) -> PreparedDataset:
-    config = PrepareConfig(**{"max_len": 64, **fields})
+    config = PrepareConfig(**{"max_len": 64, "tokenize_actors": 1, **fields})
     prepare(config, report=lambda line: None)
     return PreparedDataset(config.out)
 

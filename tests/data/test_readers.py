@@ -13,7 +13,7 @@ from rayrec.data.prepared import PreparedDataset
 from rayrec.data.sources import Source, SourceError, parse_source, read_source
 from tests.data.fixtures import amazon2018_lines, write_amazon2018, write_yelp
 
-SMALL = ["--kcore", "1", "--negatives", "2", "--max-len", "32"]
+SMALL = ["--kcore", "1", "--negatives", "2", "--max-len", "32", "--tokenize-actors", "1"]
 
 
 def _prepare(capsys, *args: str) -> tuple[int, str]:

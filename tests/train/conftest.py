@@ -19,20 +19,5 @@ def tiny_prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster():
-    """One local Ray instance owned by this test session (never a cluster of someone else's).
-
-    4 logical CPUs on 2 cores: two training workers of 1 CPU each leave CPUs for Ray Data."""
-    import ray
-
-    # idle worker processes are kept (not killed after 1 s): every fit starts several actors
-    # and Ray Data tasks, and on two loaded cores each new Python process costs seconds
-    ray.init(
-        address="local",
-        num_cpus=4,
-        include_dashboard=False,
-        _system_config={"idle_worker_killing_time_threshold_ms": 600_000},
-    )
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    yield
-    ray.shutdown()
+def ray_cluster(ray_session: None) -> None:
+    """The suite's one local Ray instance (``ray_session`` in ``tests/conftest.py``)."""
