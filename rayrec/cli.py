@@ -11,6 +11,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from rayrec.errors import CliError
+
 TRAINABLE_MODELS = (
     "ubert_pretrain",
     "ubert_finetune",
@@ -22,10 +24,6 @@ TRAINABLE_MODELS = (
     "deepconn",
     "ncf",
 )
-
-
-class CliError(Exception):
-    """A user error: printed as one line, exit code 2, no traceback."""
 
 
 def _add_prepare_flags(p: argparse.ArgumentParser) -> None:

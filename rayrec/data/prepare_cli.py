@@ -10,9 +10,9 @@ import time
 
 from pydantic import ValidationError
 
-from rayrec.cli import CliError
 from rayrec.data.pipeline import PrepareConfig, prepare
 from rayrec.data.sources import SourceError
+from rayrec.errors import CliError
 
 DEFAULT_OUT = "prepared/synthetic"
 DEFAULT_SYNTHETIC = "synthetic:{out}/_raw"

@@ -11,8 +11,8 @@ import argparse
 
 from pydantic import ValidationError
 
-from rayrec.cli import CliError
 from rayrec.data import storage
+from rayrec.errors import CliError
 from rayrec.train.config import TrainConfig, load_config
 from rayrec.train.corpus import default_dataset
 from rayrec.train.trainer import ensure_ray, fit, run_name, run_storage
