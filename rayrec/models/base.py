@@ -20,6 +20,9 @@ Rating prediction (one row per user-item pair):
     item_input_ids / item_attention_mask / item_review_mask / item_review_sentiment  likewise
     user_review_item_idx [B, M]         the item each user review is about (0 for empty slots)
     item_review_user_idx [B, M]         the user who wrote each item review (0 for empty slots)
+    user_review_ids / item_review_ids [B, M]
+                                        the review id in each slot (-1 for empty slots): a
+                                        frozen encoder's states are looked up by it
     target_input_ids [B, L], target_attention_mask [B, L]
                                         the pair's own review: training split only (SAFMR's
                                         target network); never present in val/test batches

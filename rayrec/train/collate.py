@@ -161,6 +161,7 @@ class Collator:
             batch[f"{side}_input_ids"] = torch.from_numpy(input_ids)
             batch[f"{side}_attention_mask"] = torch.from_numpy(attention)
             batch[f"{side}_review_mask"] = torch.from_numpy(present)
+            batch[f"{side}_review_ids"] = torch.from_numpy(ids)
             batch[f"{side}_review_sentiment"] = torch.from_numpy(
                 np.where(present, idx.sentiment[safe], IGNORE_INDEX)
             )

@@ -24,7 +24,7 @@ import pyarrow
 import ray
 import torch
 import transformers
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, UserCallback
 from ray.train.torch import TorchTrainer
 
 import rayrec
@@ -70,9 +70,12 @@ def ensure_ray() -> None:
         ray.init()
 
 
-def fit(cfg: TrainConfig, data_uri: str) -> dict[str, Any]:
+def fit(
+    cfg: TrainConfig, data_uri: str, callbacks: list[UserCallback] | None = None
+) -> dict[str, Any]:
     """Train ``cfg`` on the prepared dataset at ``data_uri``; returns the results (also
-    written to ``<storage>/<name>/results.json``)."""
+    written to ``<storage>/<name>/results.json``). ``callbacks`` go to the run's
+    ``RunConfig`` (a Tune trial passes Tune's ``TuneReportCallback`` to forward reports)."""
     started = time.perf_counter()
     ensure_ray()
     spec = get_model_spec(cfg.model.name)
@@ -99,6 +102,7 @@ def fit(cfg: TrainConfig, data_uri: str) -> dict[str, Any]:
             name=name,
             storage_path=root,
             failure_config=FailureConfig(max_failures=cfg.run.max_failures),
+            callbacks=callbacks,
             checkpoint_config=CheckpointConfig(
                 num_to_keep=cfg.run.keep_checkpoints,
                 checkpoint_score_attribute=f"val_{spec.default_metric}",
