@@ -1,6 +1,6 @@
 """Hyperparameter sweep with Ray Tune (default model: sifn).
 
-    ray job submit --working-dir . -- python jobs/tune.py sifn --data s3://BUCKET/prepared/electronics --num-samples 8 --set 'lambda_s=choice(0.1,1,10)'
+    ray job submit --working-dir . -- python jobs/tune.py sifn --data s3://BUCKET/prepared/electronics --num-samples 2 --set 'sifn.lambda=grid(0.1,1,10)'
 
 Runs with no arguments on the embedded synthetic corpus. Flags: ``python jobs/tune.py --help``.
 """

@@ -9,7 +9,8 @@ a document (the training reviews) once, before the first trial, into
 models read them by review id (``model.params.review_states``) instead of building BERT.
 
 The cache applies when the model accepts ``review_states``, its backbone is frozen, and no
-swept key changes what a review's states are (backbone, freezing, ``data.max_len``). The key
+swept key changes what a review's states are (backbone, freezing, ``data.max_len``);
+``RAYREC_TUNE_ENCODE_ONCE=0`` turns it off (to measure what it saves). The key
 names the backbone, the length and the dataset's manifest hash: a resumed sweep, or another
 sweep given the same directory, reuses a finished cache.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -35,10 +37,13 @@ from rayrec.tune.space import SearchSpace
 
 STATE_KEYS = ("model.params.backbone", "model.params.freeze_backbone", "data.max_len")
 BATCH_REVIEWS = 64
+ENV_SWITCH = "RAYREC_TUNE_ENCODE_ONCE"
 
 
 def cache_blocker(cfg: TrainConfig, space: SearchSpace) -> str | None:
     """Why the sweep of ``cfg`` cannot use precomputed states, or None if it can."""
+    if os.environ.get(ENV_SWITCH, "1") == "0":
+        return f"{ENV_SWITCH}=0"
     config_cls = get_model_spec(cfg.model.name).config_cls
     if "review_states" not in config_cls.model_fields:
         return f"{cfg.model.name} has no precomputed-states path"

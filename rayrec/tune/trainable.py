@@ -11,11 +11,14 @@ the Train controller and workers it owns with it.
 Runs live in ``<sweep>/runs/<trial id>``: a trial restarted by ``Tuner.restore`` (a resumed
 sweep) continues its training run from the run's latest checkpoint.
 
-Resources: the trial function itself reserves 0.01 CPU (it only waits on its run); the run's
-workers reserve ``num_workers * cpus_per_worker`` CPUs through their own placement group, and
-one CPU of the cluster is left to Ray Data's read tasks. :func:`max_concurrent_trials` caps
-the number of simultaneous trials so that every running trial's workers fit at once: trials
-never wait on each other's resources.
+Resources (sized so that trials never wait on each other): a trial's placement group holds
+its driver (a little memory, no CPU: it only waits on its run) and one CPU for the Ray Data
+read tasks of its run, which are pointed at that group (:func:`pin_data_to_trial`); the run's
+workers take ``num_workers * cpus_per_worker`` CPUs in Ray Train's own placement group.
+Without the pinning, Ray Data shares the cluster's unreserved CPUs among all live
+executions, and concurrent trials on a small machine can each be left with less than the
+one CPU a read task needs (they then wait forever). :func:`max_concurrent_trials` caps the
+trials running at once so that all of them fit together.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ import copy
 from typing import Any
 
 import ray
+import ray.data
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from rayrec.data import storage
 from rayrec.errors import CliError
@@ -33,9 +38,9 @@ from rayrec.train.config import TrainConfig
 from rayrec.train.trainer import fit
 from rayrec.tune.space import apply_values
 
-DATA_CPUS = 1.0  # left free for Ray Data's read tasks of the running trials
-# the trial driver only waits on its run: a token share of a CPU (Tune refuses an empty one)
-TRIAL_RESOURCES = tune.PlacementGroupFactory([{"CPU": 0.01}])
+DATA_CPUS = 1.0  # per trial, for its run's Ray Data read tasks
+DRIVER_MEMORY = 256 * 1024**2  # the trial driver's bundle (Tune refuses an empty one)
+TRIAL_RESOURCES = tune.PlacementGroupFactory([{"memory": DRIVER_MEMORY}, {"CPU": DATA_CPUS}])
 
 
 def trial_config(
@@ -66,7 +71,19 @@ def run_trial(
     """Tune entry point: fit the trial's run; Tune receives its reports via the callback."""
     name = tune.get_context().get_trial_id()
     cfg = trial_config(base, config, runs=runs, name=name, states=states)
+    pin_data_to_trial()
     fit(cfg, data_uri, callbacks=[TuneReportCallback()])
+
+
+def pin_data_to_trial() -> None:
+    """Run this process's Ray Data tasks in the trial's placement group (its data CPU)."""
+    group = ray.util.get_current_placement_group()
+    if group is None:
+        return
+    strategy = PlacementGroupSchedulingStrategy(group, placement_group_capture_child_tasks=True)
+    context = ray.data.DataContext.get_current()
+    context.scheduling_strategy = strategy
+    context.scheduling_strategy_large_args = strategy
 
 
 def run_cpus(cfg: TrainConfig) -> float:
@@ -75,15 +92,15 @@ def run_cpus(cfg: TrainConfig) -> float:
 
 
 def max_concurrent_trials(cfg: TrainConfig, requested: int | None) -> int:
-    """How many trials may run at once on the current cluster: every running trial's
-    workers fit together, with :data:`DATA_CPUS` to spare; ``requested`` can only lower it."""
+    """How many trials may run at once on the current cluster: all running trials' workers
+    and data CPUs fit together; ``requested`` can only lower it."""
     total = float(ray.cluster_resources().get("CPU", 0))
-    per_trial = run_cpus(cfg)
-    fits = int((total - DATA_CPUS) // per_trial)
+    per_trial = run_cpus(cfg) + DATA_CPUS
+    fits = int(total // per_trial)
     if fits < 1:
         raise CliError(
-            f"a trial needs {per_trial:g} CPUs for its workers plus {DATA_CPUS:g} for Ray Data; "
-            f"the cluster has {total:g}: lower --num-workers or run.cpus_per_worker"
+            f"a trial needs {run_cpus(cfg):g} CPUs for its workers plus {DATA_CPUS:g} for Ray "
+            f"Data; the cluster has {total:g}: lower --num-workers or run.cpus_per_worker"
         )
     if requested is not None and requested < 1:
         raise CliError("--max-concurrent must be at least 1")
