@@ -54,7 +54,7 @@ def trial_rows(
     """The table rows of a finished (or interrupted) sweep, in trial order."""
     rows = []
     for result in grid:
-        trial_id = PurePosixPath(result.path).name  # trial directories are named by id
+        trial_id = PurePosixPath(result.path or "unknown").name  # directories: trial ids
         frame = result.metrics_dataframe
         values = [] if frame is None or metric not in frame else frame[metric].tolist()
         values = [v for v in values if v is not None and not math.isnan(v)]

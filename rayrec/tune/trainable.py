@@ -92,15 +92,19 @@ def run_cpus(cfg: TrainConfig) -> float:
 
 
 def max_concurrent_trials(cfg: TrainConfig, requested: int | None) -> int:
-    """How many trials may run at once on the current cluster: all running trials' workers
-    and data CPUs fit together; ``requested`` can only lower it."""
-    total = float(ray.cluster_resources().get("CPU", 0))
+    """How many trials of ``cfg`` may run at once on the current cluster."""
+    return trials_that_fit(float(ray.cluster_resources().get("CPU", 0)), cfg, requested)
+
+
+def trials_that_fit(total_cpus: float, cfg: TrainConfig, requested: int | None) -> int:
+    """How many trials run at once on ``total_cpus``: all running trials' workers and data
+    CPUs fit together; ``requested`` (``--max-concurrent``) can only lower it."""
     per_trial = run_cpus(cfg) + DATA_CPUS
-    fits = int(total // per_trial)
+    fits = int(total_cpus // per_trial)
     if fits < 1:
         raise CliError(
             f"a trial needs {run_cpus(cfg):g} CPUs for its workers plus {DATA_CPUS:g} for Ray "
-            f"Data; the cluster has {total:g}: lower --num-workers or run.cpus_per_worker"
+            f"Data; the cluster has {total_cpus:g}: lower --num-workers or run.cpus_per_worker"
         )
     if requested is not None and requested < 1:
         raise CliError("--max-concurrent must be at least 1")

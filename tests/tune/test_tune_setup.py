@@ -1,0 +1,69 @@
+"""How a sweep is set up: trial concurrency, scheduler and search algorithm (no Ray)."""
+
+from __future__ import annotations
+
+import pytest
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from rayrec.errors import CliError
+from rayrec.train.config import load_config
+from rayrec.tune.space import parse_expressions
+from rayrec.tune.sweep import SweepSpec, scheduler_for, search_for
+from rayrec.tune.trainable import trial_config, trials_that_fit
+
+
+@pytest.mark.parametrize(
+    ("cpus", "workers", "requested", "expected"),
+    [
+        (4, 1, None, 2),  # the test cluster: 1 worker + 1 data CPU per trial
+        (4, 1, 1, 1),
+        (4, 1, 8, 2),  # --max-concurrent never oversubscribes
+        (2, 1, None, 1),  # a 2-core laptop: one trial at a time
+        (16, 3, None, 4),
+    ],
+)
+def test_trials_that_fit(cpus: int, workers: int, requested: int | None, expected: int) -> None:
+    cfg = load_config("biased_mf", overrides=[f"run.num_workers={workers}"])
+    assert trials_that_fit(cpus, cfg, requested) == expected
+
+
+def test_a_trial_bigger_than_the_cluster_is_refused() -> None:
+    cfg = load_config("biased_mf", overrides=["run.num_workers=4"])
+    with pytest.raises(CliError, match="needs 4 CPUs for its workers plus 1"):
+        trials_that_fit(4, cfg, None)
+    with pytest.raises(CliError, match="at least 1"):
+        trials_that_fit(4, load_config("biased_mf"), 0)
+
+
+def _spec(epochs: int, **changes: object) -> SweepSpec:
+    base = load_config("sifn", overrides=[f"train.epochs={epochs}"]).model_dump(mode="json")
+    fields = dict(model="sifn", data_uri="/d", base=base, keys=[], metric="val_mse", mode="min")
+    return SweepSpec(**(fields | {"num_samples": 4} | changes))
+
+
+def test_asha_rungs_end_before_the_last_epoch() -> None:
+    asha = scheduler_for(_spec(epochs=3))
+    assert isinstance(asha, ASHAScheduler)
+    assert asha._max_t == 2 and not asha._stop_last_trials
+    assert isinstance(scheduler_for(_spec(epochs=1)), FIFOScheduler)  # nothing to compare
+    assert isinstance(scheduler_for(_spec(epochs=3, scheduler="fifo")), FIFOScheduler)
+
+
+def test_search_algorithms() -> None:
+    space = parse_expressions("sifn", ["lr=loguniform(1e-4, 1e-2)"])
+    assert search_for(_spec(2), space) is None  # random: Tune's variant generator
+    assert isinstance(search_for(_spec(2, search="optuna"), space), OptunaSearch)
+    grid = parse_expressions("sifn", ["sifn.lambda=grid(0.1, 1, 10)"])
+    with pytest.raises(CliError, match="grid"):
+        search_for(_spec(2, search="optuna"), grid)
+
+
+def test_trial_config_names_the_run_and_reads_the_states() -> None:
+    base = load_config("sifn").model_dump(mode="json")
+    cfg = trial_config(
+        base, {"train.lr": 0.01}, runs="/s/runs", name="t_00001", states="/s/encodings/k"
+    )
+    assert (cfg.train.lr, cfg.run.name, cfg.run.storage) == (0.01, "t_00001", "/s/runs")
+    assert cfg.model.params["review_states"] == "/s/encodings/k"
+    assert base["train"]["lr"] == 1e-3 and "review_states" not in base["model"]["params"]
