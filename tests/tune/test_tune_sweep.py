@@ -21,7 +21,13 @@ from rayrec.train.config import load_config
 from rayrec.tune import sweep
 from rayrec.tune.space import parse_expressions
 
-pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.slow]
+# every trial starts its own Train controller, workers and Ray Data actors: on two loaded
+# cores a sweep test has taken 9-15 minutes, above the suite's default 900 s timeout
+pytestmark = [
+    pytest.mark.usefixtures("ray_session"),
+    pytest.mark.slow,
+    pytest.mark.timeout(1800),
+]
 
 TINY_RUN = [
     "--set=train.batch_size=8",
