@@ -91,8 +91,12 @@ def node_command(args: argparse.Namespace, index: int, temp_dir: Path) -> list[s
 
 
 def cluster_env(temp_dir: Path, auth: bool) -> dict[str, str]:
-    """The environment a node or a client of the cluster in ``temp_dir`` runs with."""
+    """The environment a node or a client of the cluster in ``temp_dir`` runs with.
+
+    The directory of this Python interpreter comes first on PATH, so that a job's
+    ``python jobs/...`` entrypoint runs in the environment the cluster was started from."""
     env = dict(os.environ, **{MARKER: str(temp_dir)})
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     if auth:
         env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(temp_dir / TOKEN_FILE))
     else:

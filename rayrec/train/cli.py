@@ -1,8 +1,11 @@
 """``rayrec train MODEL``: flags -> :class:`~rayrec.train.config.TrainConfig` -> one run.
 
 Flags override the YAML config (``--config``, default the model's preset), and ``--set``
-overrides both. ``--resume --name NAME`` continues a stopped run from its latest checkpoint;
-without ``--resume`` an existing run name is refused (Ray Train would silently resume it).
+overrides both. Without ``--data`` and ``--config`` the run uses the embedded corpus and its
+quick settings (a few minutes on two CPU cores), which ``--set`` and the flags still override.
+
+``--resume --name NAME`` continues a stopped run from its latest checkpoint; without
+``--resume`` an existing run name is refused (Ray Train would silently resume it).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pydantic import ValidationError
 from rayrec.data import storage
 from rayrec.errors import CliError
 from rayrec.train.config import TrainConfig, load_config
-from rayrec.train.corpus import default_dataset
+from rayrec.train.corpus import EMBEDDED_SETTINGS, default_dataset
 from rayrec.train.trainer import ensure_ray, fit, run_name, run_storage
 
 
@@ -32,14 +35,22 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
     return [f"{key}={value}" for key, value in flags.items() if value is not None]
 
 
+def uses_embedded_corpus(args: argparse.Namespace) -> bool:
+    """A run without ``--data`` and ``--config`` trains on the embedded corpus with its quick
+    settings (:data:`~rayrec.train.corpus.EMBEDDED_SETTINGS`)."""
+    return getattr(args, "data", None) is None and args.config is None
+
+
 def config_from_args(args: argparse.Namespace, model: str | None = None) -> TrainConfig:
-    """Config of ``model`` (default ``args.model``) from the preset or ``--config``, the
+    """Config of ``model`` (default ``args.model``): the preset or ``--config``, the quick
+    settings of the embedded corpus when there is neither ``--data`` nor ``--config``, the
     ``--set`` overrides and the flags; a user error becomes a :class:`CliError`."""
     model = model or args.model
     if getattr(args, "pretrained", None) and model != "ubert_finetune":
         raise CliError("--pretrained is for ubert_finetune only")
+    quick = EMBEDDED_SETTINGS.get(model, []) if uses_embedded_corpus(args) else []
     try:
-        return load_config(model, args.config, [*args.overrides, *flag_overrides(args)])
+        return load_config(model, args.config, [*quick, *args.overrides, *flag_overrides(args)])
     except ValidationError as err:
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors(include_url=False)
@@ -74,6 +85,11 @@ def run_train(args: argparse.Namespace) -> int:
     """Entry point of ``rayrec train``."""
     cfg = config_from_args(args)
     check_run_name(cfg, args.resume)
+    if uses_embedded_corpus(args):
+        print(
+            f"no --data: {cfg.model.name} on the embedded synthetic corpus with quick settings "
+            + " ".join(EMBEDDED_SETTINGS.get(cfg.model.name, []))
+        )
     ensure_ray()  # before preparing data, which would otherwise start Ray without worker logs
     results = fit(cfg, cfg.data.uri or default_dataset())
     print_results(results)

@@ -99,6 +99,9 @@ class RunSection(_Strict):
     num_workers: int = Field(1, ge=1)
     use_gpu: bool = False
     cpus_per_worker: float = Field(1.0, gt=0)
+    # how workers are spread over nodes (Ray placement group strategy); STRICT_SPREAD puts
+    # every worker on its own node
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
     max_failures: int = Field(0, ge=-1)  # -1: retry forever
     keep_checkpoints: int = Field(2, ge=1)  # best ones by the model's default metric
     export_weights: bool = True  # write model.safetensors of the best checkpoint

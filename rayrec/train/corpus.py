@@ -3,7 +3,11 @@
 ``default_dataset()`` prepares the synthetic cross-domain corpus (:mod:`rayrec.data.synthetic`,
 three domains sharing users; the first is the target) with :func:`rayrec.data.pipeline.prepare`
 into ``$RAYREC_CACHE/prepared/<name>`` (default ``~/.cache/rayrec``) and reuses it afterwards
-(a directory with a manifest is complete). Its size keeps every job within minutes on two CPUs.
+(a directory with a manifest is complete).
+
+``EMBEDDED_SETTINGS``: the quick settings a run on the embedded corpus gets on top of its
+model's preset (short reviews, few steps), so that every job and the demo finish within
+minutes on two CPU cores. The presets themselves are for real data.
 """
 
 from __future__ import annotations
@@ -26,6 +30,61 @@ DEMO_CORPUS: dict[str, Any] = {
     "reviews_per_item": 4,
     "negatives": 49,
     "seed": 0,
+}
+
+
+EMBEDDED_SETTINGS: dict[str, list[str]] = {
+    "ubert_pretrain": [
+        "data.max_len=32",
+        "train.epochs=1",
+        "train.batch_size=16",
+        "train.max_steps_per_epoch=60",
+        "train.lr=1e-4",
+        "train.log_every=10",
+    ],
+    "ubert_finetune": [
+        "data.max_len=32",
+        "data.reviews_per_doc=2",
+        "train.epochs=2",
+        "train.batch_size=16",
+        "train.max_steps_per_epoch=15",
+        "train.lr=1e-4",
+        "train.log_every=5",
+    ],
+    "sifn": [
+        "data.max_len=32",
+        "data.reviews_per_doc=3",
+        "train.epochs=2",
+        "train.batch_size=16",
+        "train.max_steps_per_epoch=20",
+        "train.log_every=5",
+    ],
+    "safmr": [
+        "model.params.max_reviews=4",
+        "model.params.max_review_len=32",
+        "data.max_len=32",
+        "data.reviews_per_doc=4",
+        "train.epochs=3",
+        "train.batch_size=32",
+        "train.log_every=10",
+    ],
+    "bertrs": [
+        "data.pair_max_len=48",
+        "train.epochs=1",
+        "train.batch_size=16",
+        "train.max_steps_per_epoch=20",
+        "train.eval_batch_size=50",
+        "train.log_every=5",
+    ],
+    "deepconn": [
+        "data.max_len=32",
+        "data.reviews_per_doc=4",
+        "train.epochs=3",
+        "train.batch_size=32",
+    ],
+    "global_mean": ["train.epochs=2"],
+    "biased_mf": ["train.epochs=10", "train.batch_size=64", "train.lr=2e-2", "train.log_every=50"],
+    "ncf": ["train.epochs=5", "train.batch_size=64"],
 }
 
 

@@ -7,10 +7,11 @@
 5. a table of the three models' test MSE (and RMSE, MAE).
 
 Each step is a ``TorchTrainer`` run with its model's preset (``rayrec/configs``) and the
-small settings of ``DEMO_OVERRIDES`` (tiny batches of short reviews, all-MiniLM-L6-v2
-backbone), so the whole job runs in minutes on two CPU cores. ``--set KEY=VALUE`` applies to
-every run, except ``model.params.*`` which applies to the U-BERT runs only; ``--epochs``,
-``--num-workers``, ``--storage`` and ``--use-gpu`` apply to every run.
+quick settings of the embedded corpus (``EMBEDDED_SETTINGS``: short reviews, few steps, the
+presets' all-MiniLM-L6-v2 backbone), so the whole job runs in minutes on two CPU cores; the
+same settings apply with ``--data``. ``--set KEY=VALUE`` applies to every run, except
+``model.params.*`` which applies to the U-BERT runs only; ``--epochs``, ``--num-workers``,
+``--storage`` and ``--use-gpu`` apply to every run.
 """
 
 from __future__ import annotations
@@ -20,39 +21,17 @@ import time
 
 from rayrec.data import storage
 from rayrec.train.cli import CliError, config_from_args
-from rayrec.train.corpus import default_dataset
+from rayrec.train.corpus import EMBEDDED_SETTINGS, default_dataset
 from rayrec.train.trainer import ensure_ray, fit
-
-DEMO_OVERRIDES: dict[str, list[str]] = {
-    "ubert_pretrain": [
-        "model.params.backbone=minilm",
-        "data.max_len=32",
-        "train.epochs=1",
-        "train.batch_size=16",
-        "train.max_steps_per_epoch=60",
-        "train.lr=1e-4",
-        "train.log_every=10",
-    ],
-    "ubert_finetune": [
-        "model.params.backbone=minilm",
-        "data.max_len=32",
-        "data.reviews_per_doc=2",
-        "train.epochs=2",
-        "train.batch_size=16",
-        "train.max_steps_per_epoch=30",
-        "train.lr=1e-4",
-        "train.log_every=10",
-    ],
-    "global_mean": ["train.epochs=2"],
-    "biased_mf": ["train.epochs=10", "train.batch_size=64", "train.lr=2e-2", "train.log_every=50"],
-}
 
 
 def _run(args: argparse.Namespace, model: str, name: str, data: str, *extra: str) -> dict:
     """One run of the demo: ``model``'s preset, the demo's settings, the user's overrides."""
     own = [o for o in args.overrides if model.startswith("ubert") or not o.startswith("model.")]
-    overrides = [*DEMO_OVERRIDES[model], *own, *extra]
-    run_args = argparse.Namespace(**{**vars(args), "overrides": overrides, "name": name})
+    overrides = [*EMBEDDED_SETTINGS[model], *own, *extra]
+    run_args = argparse.Namespace(
+        **{**vars(args), "overrides": overrides, "name": name, "data": data}
+    )
     cfg = config_from_args(run_args, model=model)
     print(f"\n=== {model} ===", flush=True)
     return fit(cfg, data)

@@ -141,6 +141,7 @@ class Worker:
         self.engine: Engine = build_engine(module, self.cfg, schedule, device)
         self.state: dict[str, Any] = {"epoch": 0, "step": 0, "history": []}
         self.resumed_at: int | None = None  # the epoch a restored checkpoint continues at
+        self.node_id = ray.get_runtime_context().get_node_id()
 
     def log(self, message: str) -> None:
         """A progress line from rank 0 (written to stdout directly: Ray Train's patched
@@ -242,6 +243,14 @@ class Worker:
             self.log(f"fault injection: killing rank {self.rank} after epoch {epoch}")
             os.kill(os.getpid(), signal.SIGKILL)
 
+    def worker_nodes(self) -> list[str]:
+        """The Ray node id of every rank (a collective: every rank calls it)."""
+        if not torch.distributed.is_initialized():
+            return [self.node_id]
+        nodes: list[Any] = [None] * self.world
+        torch.distributed.all_gather_object(nodes, self.node_id)
+        return nodes
+
     def finish(self) -> dict[str, Any]:
         """Load the best checkpoint, evaluate "test", export the weights; final metrics."""
         key = f"val_{self.spec.default_metric}"
@@ -289,6 +298,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         "train_seconds": sum(m["train_seconds"] for m in history),
         "history": history,
         "resumed_at_epoch": worker.resumed_at,
+        "worker_nodes": worker.worker_nodes(),
     }
     if worker.rank == 0:  # Ray Train keeps only checkpointed reports: the driver reads this
         storage.write_json(storage.join(loop_config["output"], FINAL_FILE), final)

@@ -68,6 +68,9 @@ def ensure_ray() -> None:
     (``RAY_ADDRESS=local`` forces a private local instance)."""
     if not ray.is_initialized():
         ray.init()
+    # the training loop prints its own progress (epoch, loss, samples/s, ETA); Ray Data's
+    # progress bars of the training dataset would interleave with it
+    ray.data.DataContext.get_current().enable_progress_bars = False
 
 
 def fit(
@@ -97,6 +100,7 @@ def fit(
             num_workers=cfg.run.num_workers,
             use_gpu=cfg.run.use_gpu,
             resources_per_worker=resources,
+            placement_strategy=cfg.run.placement_strategy,
         ),
         run_config=RunConfig(
             name=name,
@@ -125,6 +129,7 @@ def fit(
         },
         "epochs_run": final.get("epoch", -1) + 1,
         "resumed_at_epoch": final.get("resumed_at_epoch"),
+        "worker_nodes": final.get("worker_nodes"),
         "steps": final.get("step"),
         "samples_per_s": final.get("samples_per_s"),
         "train_seconds": final.get("train_seconds"),

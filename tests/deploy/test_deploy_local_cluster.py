@@ -1,7 +1,16 @@
-"""cluster/local_cluster.py starts a head and a worker node, and stops them leaving nothing."""
+"""cluster/local_cluster.py starts a head and a worker node with token authentication; a
+U-BERT pretraining job goes through ``ray job submit --working-dir . -- python
+jobs/pretrain_ubert.py``; the script stops the cluster leaving nothing.
+
+Token authentication (on by default for local clusters since Ray 2.59) stays on: the script
+writes a fresh token and every node and client reads it from ``RAY_AUTH_TOKEN_PATH``. The job
+is checked to fail without the token.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import stat
 import subprocess
@@ -14,9 +23,21 @@ import psutil
 import pytest
 from deploy_manifests import REPO
 
+sys.path.insert(0, str(REPO / "tests" / "train"))
+from tiny_prepared import write_tiny_prepared  # noqa: E402
+
 SCRIPT = REPO / "cluster" / "local_cluster.py"
 # Not the script's default port: a developer's own local cluster is left alone.
 PORT = 26479
+JOB_SETTINGS = [
+    "--set=model.params.backbone=tiny",
+    "--set=data.max_len=16",
+    "--set=data.pretrain_val_every=4",
+    "--set=train.batch_size=8",
+    "--set=train.max_steps_per_epoch=2",
+    "--set=train.max_eval_batches=1",
+    "--epochs=1",
+]
 
 
 @pytest.fixture
@@ -53,10 +74,34 @@ def leftovers(temp_dir: Path) -> list[str]:
     return found
 
 
-@pytest.mark.timeout(600)
-def test_two_nodes_start_and_stop_clean(temp_dir: Path) -> None:
+def submit(temp_dir: Path, data: Path, storage: Path, token: bool) -> subprocess.CompletedProcess:
+    """``ray job submit --working-dir . -- python jobs/pretrain_ubert.py`` with small settings,
+    with or without the cluster's token."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["RAY_AUTH_MODE"] = "token"
+    if token:
+        env["RAY_AUTH_TOKEN_PATH"] = str(temp_dir / "auth_token")
+    else:
+        env["RAY_AUTH_TOKEN"] = "not-the-token"
+    command = [
+        *(sys.executable, "-m", "ray.scripts.scripts", "job", "submit"),
+        f"--address=http://127.0.0.1:{PORT + 1}",
+        "--working-dir=.",
+        "--",
+        *("python", "jobs/pretrain_ubert.py", f"--data={data}", f"--storage={storage}"),
+        *("--name=submitted", *JOB_SETTINGS),
+    ]
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.timeout(900)
+def test_two_nodes_job_submit_and_clean_stop(temp_dir: Path, tmp_path: Path) -> None:
+    data = write_tiny_prepared(tmp_path / "prepared")
+    storage = tmp_path / "runs"
     try:
-        started = run("start", temp_dir, "--workers", "1", "--cpus-per-node", "1", "--no-dashboard")
+        started = run(
+            "start", temp_dir, "--workers", "1", "--cpus-per-node", "2", "--timeout", "300"
+        )
         assert started.returncode == 0, started.stdout + started.stderr
         assert f"Ray cluster of 2 nodes at 127.0.0.1:{PORT}" in started.stdout
         token = temp_dir / "auth_token"
@@ -65,6 +110,17 @@ def test_two_nodes_start_and_stop_clean(temp_dir: Path) -> None:
         status = run("status", temp_dir)
         assert status.returncode == 0, status.stdout + status.stderr
         assert "2 of 2 nodes alive" in status.stdout
+
+        refused = submit(temp_dir, data, storage, token=False)
+        assert refused.returncode != 0
+        assert not storage.exists()
+
+        job = submit(temp_dir, data, storage, token=True)
+        assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-4000:]
+        assert "succeeded" in job.stdout
+        results = json.loads((storage / "submitted" / "results.json").read_text())
+        assert results["model"] == "ubert_pretrain" and results["epochs_run"] == 1
+        assert (storage / "submitted" / "model.safetensors").stat().st_size > 0
     finally:
         stopped = run("stop", temp_dir)
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr

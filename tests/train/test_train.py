@@ -1,7 +1,8 @@
 """Real Ray Train runs (TorchTrainer, DeepSpeed engines) on the tiny prepared dataset.
 
 One local Ray instance serves the whole module (``ray_cluster`` fixture); every run is a
-real ``trainer.fit()`` of 1-2 epochs of 2 steps with the tiny BERT backbone.
+real ``trainer.fit()`` of 1-2 epochs of 2 steps with the tiny BERT backbone. The killed
+worker and the resume from checkpoint are tested across two nodes in ``test_multinode.py``.
 """
 
 from __future__ import annotations
@@ -121,23 +122,3 @@ def test_bertrs_ranking_metrics(tmp_path: Path, tiny_prepared: Path) -> None:
     assert set(results["test"]) == {f"hr@{k}" for k in ks} | {f"ndcg@{k}" for k in ks}
     assert results["test"]["hr@10"] == 1.0  # 6 candidates per user: always in the top 10
     assert results["test"]["hr@1"] <= results["test"]["hr@3"] <= results["test"]["hr@5"]
-
-
-def test_resume_after_killed_worker(tmp_path: Path, tiny_prepared: Path) -> None:
-    """Worker 0 is SIGKILLed after epoch 0 is checkpointed; FailureConfig restarts the
-    group, which resumes from that checkpoint: epoch and step counters continue."""
-    results = run(
-        "global_mean",
-        tmp_path,
-        tiny_prepared,
-        "train.epochs=2",
-        "train.batch_size=8",
-        "train.max_steps_per_epoch=2",
-        "run.max_failures=1",
-        "fault.kill_after_epoch=0",
-    )
-    assert [m["epoch"] for m in results["history"]] == [0, 1]
-    assert [m["step"] for m in results["history"]] == [2, 4]
-    assert results["epochs_run"] == 2 and results["steps"] == 4
-    assert results["resumed_at_epoch"] == 1  # the last attempt started from epoch_0000
-    assert (tmp_path / "global_mean" / "epoch_0001").is_dir()
