@@ -106,8 +106,10 @@ def rating_batch(reviews: pd.DataFrame, tokenizer: PreTrainedTokenizerFast) -> B
         attention = torch.zeros(N_PAIRS, M, L, dtype=torch.bool)
         review_mask = torch.zeros(N_PAIRS, M, dtype=torch.bool)
         sentiment = torch.full((N_PAIRS, M), -100, dtype=torch.long)
+        review_ids = torch.full((N_PAIRS, M), -1, dtype=torch.long)  # -1: empty slot
         for b, doc in enumerate(docs[side]):
             n = len(doc)
+            review_ids[b, :n] = torch.tensor(doc.index.tolist())
             ids[b, :n], attention[b, :n] = _tokenize(tokenizer, doc["reviewText"].tolist())
             review_mask[b, :n] = True
             sentiment[b, :n] = torch.tensor([_sentiment(r) for r in doc["overall"]])
@@ -115,6 +117,7 @@ def rating_batch(reviews: pd.DataFrame, tokenizer: PreTrainedTokenizerFast) -> B
         out[f"{side}_attention_mask"] = attention
         out[f"{side}_review_mask"] = review_mask
         out[f"{side}_review_sentiment"] = sentiment
+        out[f"{side}_review_ids"] = review_ids
     out["user_review_item_idx"] = _other_idx(docs["user"], "item")
     out["item_review_user_idx"] = _other_idx(docs["item"], "user")
     return out
