@@ -74,7 +74,7 @@ def test_sifn_sweep_asha_stops_early_and_best_config_trains(
     sweep_dir = tmp_path / "lam"
     spec = json.loads((sweep_dir / "sweep.json").read_text())
     assert spec["encodings"] and Path(spec["encodings"], "states.npy").exists()
-    assert spec["keys"] == ["train.lr", "model.params.sentiment_weight"]
+    assert sorted(spec["keys"]) == ["model.params.sentiment_weight", "train.lr"]
 
     with (sweep_dir / "trials.csv").open() as f:
         rows = list(csv.DictReader(f))
