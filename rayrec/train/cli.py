@@ -11,6 +11,8 @@ quick settings (a few minutes on two CPU cores), which ``--set`` and the flags s
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 
 from pydantic import ValidationError
 
@@ -49,8 +51,16 @@ def config_from_args(args: argparse.Namespace, model: str | None = None) -> Trai
     if getattr(args, "pretrained", None) and model != "ubert_finetune":
         raise CliError("--pretrained is for ubert_finetune only")
     quick = EMBEDDED_SETTINGS.get(model, []) if uses_embedded_corpus(args) else []
-    try:
+    with config_errors():
         return load_config(model, args.config, [*quick, *args.overrides, *flag_overrides(args)])
+
+
+@contextlib.contextmanager
+def config_errors() -> Iterator[None]:
+    """Turn a configuration error (validation, bad override, missing file) into one
+    :class:`CliError` line naming every offending field."""
+    try:
+        yield
     except ValidationError as err:
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors(include_url=False)

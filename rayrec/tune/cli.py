@@ -14,10 +14,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from pydantic import ValidationError
-
 from rayrec.errors import CliError
 from rayrec.models.registry import get_model_spec
+from rayrec.train.cli import config_errors
 from rayrec.train.config import TrainConfig, load_config
 from rayrec.train.corpus import default_dataset
 from rayrec.train.trainer import DEFAULT_STORAGE, ensure_ray
@@ -52,17 +51,10 @@ def sweep_space(args: argparse.Namespace) -> SearchSpace:
 
 def base_config(args: argparse.Namespace, space: SearchSpace) -> TrainConfig:
     """Preset or ``--config``, the fixed values, the run flags; checked against the space."""
-    try:
+    with config_errors():
         tree = load_config(args.model, args.config).model_dump(mode="json")
         tree = apply_values(tree, {**space.fixed, **run_flag_values(args)})
         cfg = TrainConfig.model_validate(tree)
-    except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors(include_url=False)
-        )
-        raise CliError(f"invalid configuration: {problems}") from None
-    except (ValueError, FileNotFoundError) as err:
-        raise CliError(f"invalid configuration: {err}") from None
     check_space(cfg, space)
     return cfg
 
