@@ -23,8 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rayrec import __version__
 from rayrec.data import storage
 from rayrec.data.lexicon import lexicon_sha256
+from rayrec.data.parquet_reads import read_parquet
 from rayrec.data.prepare import (
     SPLIT_NAMES,
     documents,
@@ -362,24 +362,6 @@ def _attach_ids(batch: pa.Table, kept_ref: list[ray.ObjectRef]) -> pa.Table:
     )
 
 
-@contextmanager
-def _parquet_reads_without_actors() -> Iterator[None]:
-    """Read parquet with Ray Data's v1 reader for the enclosed block.
-
-    Ray Data 2.60's default parquet reader (datasource v2) lists files in a task that waits
-    for a ``FooterReader`` actor; each needs a CPU to be scheduled. On a 2-CPU node where the
-    tokenizer pool holds one CPU, the listing task holds the other and the actor never starts:
-    the read hangs (seen here). The v1 reader needs no actor.
-    """
-    context = ray.data.DataContext.get_current()
-    saved = context.use_datasource_v2
-    context.use_datasource_v2 = False
-    try:
-        yield
-    finally:
-        context.use_datasource_v2 = saved
-
-
 def _tokenize(
     config: PrepareConfig, records: str, kept: pd.DataFrame, stages: _Stages, report: Report
 ) -> None:
@@ -397,21 +379,20 @@ def _tokenize(
     actors = config.tokenize_actors or max(1, int(ray.cluster_resources().get("CPU", 2)) - 1)
     report(f"tokenize: {len(kept):,} reviews with {actors} tokenizer actor(s)")
     kept_ref = [ray.put(kept)]  # in a list: Ray Data must pass the reference, not resolve it
-    with _parquet_reads_without_actors():
-        (
-            ray.data.read_parquet(records)
-            .select_columns(["review_key", "rating", "timestamp", "text"])
-            .map_batches(_attach_ids, batch_format="pyarrow", fn_kwargs={"kept_ref": kept_ref})
-            .map_batches(
-                ReviewTokenizer,
-                fn_constructor_kwargs={"tokenizer": config.tokenizer, "max_len": config.max_len},
-                batch_format="pyarrow",
-                batch_size=1024,
-                compute=ray.data.ActorPoolStrategy(size=actors),
-                num_cpus=1,
-            )
-            .write_parquet(reviews)
+    (
+        read_parquet(records)
+        .select_columns(["review_key", "rating", "timestamp", "text"])
+        .map_batches(_attach_ids, batch_format="pyarrow", fn_kwargs={"kept_ref": kept_ref})
+        .map_batches(
+            ReviewTokenizer,
+            fn_constructor_kwargs={"tokenizer": config.tokenizer, "max_len": config.max_len},
+            batch_format="pyarrow",
+            batch_size=1024,
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_cpus=1,
         )
+        .write_parquet(reviews)
+    )
     stages.done("tokenize", inputs)
 
 

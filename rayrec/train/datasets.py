@@ -11,6 +11,7 @@ workers (``DataConfig`` default: equal shards, so every rank runs the same numbe
 as ZeRO's collectives need). Evaluation splits are small (one row per held-out pair or user)
 and are read by each worker directly (:func:`eval_table`) and cut into contiguous shards by
 rank (:func:`eval_batches`): no Ray Data execution (tasks, split coordinators) per epoch.
+Training reads use Ray Data's actor-free parquet reader (:mod:`rayrec.data.parquet_reads`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import ray.data
 from ray.data.expressions import col
 
 from rayrec.data import storage
+from rayrec.data.parquet_reads import read_parquet
 from rayrec.data.prepared import PreparedDataset
 from rayrec.models.base import ModelSpec
 from rayrec.train.config import DataSection
@@ -43,9 +45,9 @@ def eval_splits(spec: ModelSpec) -> tuple[str, ...]:
 def train_dataset(spec: ModelSpec, dataset: PreparedDataset, data: DataSection) -> ray.data.Dataset:
     """The training rows of ``spec.task`` as a lazily read Ray dataset."""
     if spec.task in TABLES:
-        return ray.data.read_parquet(dataset.path(TABLES[spec.task], "train.parquet"))
+        return read_parquet(dataset.path(TABLES[spec.task], "train.parquet"))
     if spec.task == "pretrain":
-        reviews = ray.data.read_parquet(dataset.path("reviews"), columns=PRETRAIN_COLUMNS)
+        reviews = read_parquet(dataset.path("reviews")).select_columns(PRETRAIN_COLUMNS)
         held_out = col("review_id") % data.pretrain_val_every == 0
         return reviews.filter(expr=(col("split") == "pretrain") & ~held_out)
     raise ValueError(f"no training data for task {spec.task!r}")
