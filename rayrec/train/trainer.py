@@ -14,6 +14,7 @@ URI and manifest sha256, library versions, wall time and training samples/s.
 
 from __future__ import annotations
 
+import importlib.metadata
 import platform
 import time
 from pathlib import Path
@@ -23,7 +24,6 @@ import deepspeed
 import pyarrow
 import ray
 import torch
-import transformers
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, UserCallback
 from ray.train.torch import TorchTrainer
 
@@ -47,7 +47,7 @@ def versions() -> dict[str, str]:
         "ray": ray.__version__,
         "torch": torch.__version__,
         "deepspeed": deepspeed.__version__,
-        "transformers": transformers.__version__,
+        "transformers": importlib.metadata.version("transformers"),  # not imported: slow
         "pyarrow": pyarrow.__version__,
     }
 

@@ -35,7 +35,14 @@ from rayrec.train.config import TrainConfig
 from rayrec.tune import report
 from rayrec.tune.encodings import cache_blocker, ensure_encodings
 from rayrec.tune.space import SearchSpace
-from rayrec.tune.trainable import TRIAL_RESOURCES, max_concurrent_trials, run_trial, runs_root
+from rayrec.tune.trainable import (
+    TRIAL_RESOURCES,
+    check_stopped_trials_free_their_cpus,
+    max_concurrent_trials,
+    run_trial,
+    runs_root,
+    state_api_available,
+)
 
 SWEEP_FILE = "sweep.json"
 
@@ -96,6 +103,14 @@ def scheduler_for(spec: SweepSpec) -> TrialScheduler:
     )
 
 
+def check_cluster(spec: SweepSpec) -> None:
+    """Refuse (or warn about) a cluster where stopped trials would keep their CPUs."""
+    stops_early = isinstance(scheduler_for(spec), ASHAScheduler)
+    warning = check_stopped_trials_free_their_cpus(stops_early, state_api_available())
+    if warning:
+        print(warning, flush=True)
+
+
 def search_for(spec: SweepSpec, space: SearchSpace) -> Any:
     """Random search (Tune's variant generator) or Optuna's TPE sampler."""
     if spec.search == "random":
@@ -146,6 +161,7 @@ def start(
     directory = storage.join(storage_root, name)
     if storage.exists(storage.join(directory, SWEEP_FILE)):
         raise CliError(f"sweep {name!r} exists under {storage_root}: pass --resume {name}")
+    check_cluster(spec)
     concurrency = max_concurrent_trials(TrainConfig.model_validate(spec.base), spec.max_concurrent)
     print(prepare_encodings(spec, space, directory), flush=True)
     storage.write_json(storage.join(directory, SWEEP_FILE), asdict(spec))
@@ -182,6 +198,7 @@ def resume(storage_root: str, name: str) -> SweepResult:
     directory = storage.join(storage_root, name)
     if spec.encodings is not None and not storage.exists(spec.encodings):
         raise CliError(f"the sweep's review states {spec.encodings} are gone")
+    check_cluster(spec)
     tuner = tune.Tuner.restore(
         directory,
         trainable=trainable(spec, directory),

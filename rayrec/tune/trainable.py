@@ -111,6 +111,36 @@ def trials_that_fit(total_cpus: float, cfg: TrainConfig, requested: int | None) 
     return min(fits, requested) if requested else fits
 
 
+def state_api_available() -> bool:
+    """Whether Ray's state API (served by the dashboard) answers on the current cluster."""
+    from ray.util.state import list_actors
+
+    try:
+        list_actors(limit=1, timeout=10, raise_on_missing_output=False)
+    except Exception:  # noqa: BLE001 - any failure means Ray Train's cleaner cannot ask it
+        return False
+    return True
+
+
+def check_stopped_trials_free_their_cpus(stops_early: bool, state_api: bool) -> str | None:
+    """A trial stopped early (ASHA) kills its Train controller; Ray Train's placement-group
+    cleaner then frees the run's worker CPUs only if the state API tells it the controller
+    died. Without the state API: an error if the scheduler stops trials early (the sweep
+    would stall once the leaked CPUs fill the cluster), else a warning to print."""
+    if state_api:
+        return None
+    problem = (
+        "Ray's state API does not answer (the cluster runs without its dashboard): the CPUs "
+        "of a trial stopped before its end are never freed"
+    )
+    if stops_early:
+        raise CliError(
+            f"{problem}, and ASHA stops trials early. Start Ray with its dashboard "
+            "(`ray start --head --include-dashboard=true`) or pass --scheduler fifo"
+        )
+    return f"warning: {problem}"
+
+
 def runs_root(sweep_dir: str) -> str:
     """Where the trials' training runs live."""
     return storage.join(sweep_dir, "runs")

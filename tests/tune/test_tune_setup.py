@@ -10,7 +10,11 @@ from rayrec.errors import CliError
 from rayrec.train.config import load_config
 from rayrec.tune.space import parse_expressions
 from rayrec.tune.sweep import SweepSpec, scheduler_for, search_for
-from rayrec.tune.trainable import trial_config, trials_that_fit
+from rayrec.tune.trainable import (
+    check_stopped_trials_free_their_cpus,
+    trial_config,
+    trials_that_fit,
+)
 
 
 @pytest.mark.parametrize(
@@ -67,3 +71,11 @@ def test_trial_config_names_the_run_and_reads_the_states() -> None:
     assert (cfg.train.lr, cfg.run.name, cfg.run.storage) == (0.01, "t_00001", "/s/runs")
     assert cfg.model.params["review_states"] == "/s/encodings/k"
     assert base["train"]["lr"] == 1e-3 and "review_states" not in base["model"]["params"]
+
+
+def test_without_the_state_api_early_stopping_is_refused() -> None:
+    assert check_stopped_trials_free_their_cpus(stops_early=True, state_api=True) is None
+    warning = check_stopped_trials_free_their_cpus(stops_early=False, state_api=False)
+    assert warning and warning.startswith("warning:") and "never freed" in warning
+    with pytest.raises(CliError, match="--include-dashboard=true.*--scheduler fifo"):
+        check_stopped_trials_free_their_cpus(stops_early=True, state_api=False)

@@ -18,7 +18,7 @@ from ray import tune
 from rayrec.cli import build_parser, main
 from rayrec.train.cli import config_from_args
 from rayrec.train.config import load_config
-from rayrec.tune import sweep
+from rayrec.tune import sweep, trainable
 from rayrec.tune.space import parse_expressions
 
 # every trial starts its own Train controller, workers and Ray Data actors: on two loaded
@@ -41,6 +41,11 @@ TINY_SIFN = [
     "--set=data.max_len=16",
     "--set=data.reviews_per_doc=2",
 ]
+
+
+def test_the_suite_cluster_answers_the_state_api() -> None:
+    """Ray Train frees a stopped trial's worker CPUs only through the state API."""
+    assert trainable.state_api_available()
 
 
 def test_sifn_sweep_asha_stops_early_and_best_config_trains(
