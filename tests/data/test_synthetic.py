@@ -13,6 +13,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+import boto3
 import numpy as np
 import pandas as pd
 import pytest
@@ -495,30 +496,20 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (tmp_path / "Yelp" / "business.json").exists()
 
 
-def test_s3_output_matches_local(tmp_path: Path) -> None:
-    moto_server = pytest.importorskip("moto.server")
-    boto3 = pytest.importorskip("boto3")
-    pytest.importorskip("s3fs")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        creds = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **creds)
-        s3.create_bucket(Bucket="corpus")
-        options = {
-            "key": "test",
-            "secret": "test",
-            "client_kwargs": {"endpoint_url": endpoint, "region_name": "us-east-1"},
-        }
-        cfg = SyntheticConfig.scaled(300)
-        sources = write_corpus("s3://corpus/synthetic", cfg, storage_options=options)
-        assert sources[0].uri == "s3://corpus/synthetic/Electronics_5.json.gz"
-        assert sources[2].business_uri == "s3://corpus/synthetic/Yelp/business.json"
-        write_corpus(str(tmp_path), cfg)
-        for key, digest in _digest(tmp_path).items():
-            body = s3.get_object(Bucket="corpus", Key=f"synthetic/{key}")["Body"].read()
-            assert hashlib.sha256(body).hexdigest() == digest, key
-    finally:
-        server.stop()
+def test_s3_output_matches_local(tmp_path: Path, s3_endpoint: str) -> None:
+    creds = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", **creds)
+    s3.create_bucket(Bucket="corpus")
+    options = {  # passed explicitly: write_corpus's storage_options reach s3fs
+        "key": "test",
+        "secret": "test",
+        "client_kwargs": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
+    }
+    cfg = SyntheticConfig.scaled(300)
+    sources = write_corpus("s3://corpus/synthetic", cfg, storage_options=options)
+    assert sources[0].uri == "s3://corpus/synthetic/Electronics_5.json.gz"
+    assert sources[2].business_uri == "s3://corpus/synthetic/Yelp/business.json"
+    write_corpus(str(tmp_path), cfg)
+    for key, digest in _digest(tmp_path).items():
+        body = s3.get_object(Bucket="corpus", Key=f"synthetic/{key}")["Body"].read()
+        assert hashlib.sha256(body).hexdigest() == digest, key

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import boto3
 import pytest
 import torch
 import torch.nn.functional as F
@@ -156,33 +157,18 @@ def test_review_encoder_frozen_stays_in_eval_and_checkpointing_trains() -> None:
     assert encoder.bert.encoder.layer[0].attention.self.query.weight.grad is not None
 
 
-def test_build_bert_from_s3(tmp_path, monkeypatch) -> None:
+def test_build_bert_from_s3(tmp_path, monkeypatch, s3_endpoint: str) -> None:
     """An s3:// backbone is downloaded once into the cache and loaded (moto on loopback)."""
-    moto_server = pytest.importorskip("moto.server")
-    boto3 = pytest.importorskip("boto3")
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        for key, value in {
-            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-            "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "RAYREC_CACHE": str(tmp_path / "cache"),
-        }.items():
-            monkeypatch.setenv(key, value)
-        bert = build_bert("tiny")
-        bert.save_pretrained(tmp_path / "tiny")
-        s3 = boto3.client("s3")
-        s3.create_bucket(Bucket="models")
-        for file in (tmp_path / "tiny").iterdir():
-            s3.upload_file(str(file), "models", f"backbones/tiny/{file.name}")
+    monkeypatch.setenv("RAYREC_CACHE", str(tmp_path / "cache"))
+    bert = build_bert("tiny")
+    bert.save_pretrained(tmp_path / "tiny")
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    s3.create_bucket(Bucket="models")
+    for file in (tmp_path / "tiny").iterdir():
+        s3.upload_file(str(file), "models", f"backbones/tiny/{file.name}")
 
-        loaded = build_bert("s3://models/backbones/tiny")
-        weight = loaded.embeddings.word_embeddings.weight
-        assert torch.equal(weight, bert.embeddings.word_embeddings.weight)
-        assert (tmp_path / "cache" / "s3").is_dir()
-        assert tokenizer_source("s3://models/backbones/tiny").startswith(str(tmp_path / "cache"))
-    finally:
-        server.stop()
+    loaded = build_bert("s3://models/backbones/tiny")
+    weight = loaded.embeddings.word_embeddings.weight
+    assert torch.equal(weight, bert.embeddings.word_embeddings.weight)
+    assert (tmp_path / "cache" / "s3").is_dir()
+    assert tokenizer_source("s3://models/backbones/tiny").startswith(str(tmp_path / "cache"))
