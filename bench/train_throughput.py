@@ -11,7 +11,8 @@ For each model, on the same prepared data, batch size and number of steps, in on
 
 samples/s counts training samples over all workers from the first batch on (Ray Data's and
 the worker group's start-up excluded; they are in the wall time). Results go to stdout and
-``bench/out/train_throughput.json``.
+``bench/out/train_throughput.json``. Every rayrec run leaves one CPU of the cluster to Ray
+Data's read tasks: on a 2-CPU machine the 2-worker runs get 0.5 CPU (1 thread) per worker.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ import json
 import tempfile
 from pathlib import Path
 
+import ray
 from plain_loop import plain_samples_per_s
 
 from rayrec.train.config import TrainConfig, load_config
 from rayrec.train.corpus import default_dataset
-from rayrec.train.trainer import ensure_ray, fit
+from rayrec.train.trainer import DATA_CPUS, ensure_ray, fit
 
 DEFAULT_MODELS = ("sifn", "ubert_finetune")
 OUT = Path(__file__).resolve().parent / "out" / "train_throughput.json"
@@ -64,6 +66,7 @@ def main() -> None:
     args = parser.parse_args()
 
     ensure_ray()
+    cluster_cpus = ray.cluster_resources()["CPU"]
     data = args.data or default_dataset()
     rows = []
     with tempfile.TemporaryDirectory() as storage:
@@ -80,8 +83,15 @@ def main() -> None:
             )
             for label, workers, engine in RAYREC_RUNS:
                 name = f"{model}-{label.replace(' ', '').replace(',', '-')}"
+                cpus = min(1.0, (cluster_cpus - DATA_CPUS) / workers)
                 cfg = bench_config(
-                    model, args, storage, f"run.num_workers={workers}", f"run.name={name}", *engine
+                    model,
+                    args,
+                    storage,
+                    f"run.num_workers={workers}",
+                    f"run.cpus_per_worker={cpus:g}",
+                    f"run.name={name}",
+                    *engine,
                 )
                 result = fit(cfg, data)
                 rows.append(
@@ -89,6 +99,7 @@ def main() -> None:
                         "model": model,
                         "run": label,
                         "workers": workers,
+                        "cpus_per_worker": cpus,
                         "samples_per_s": result["samples_per_s"],
                         "wall_seconds": result["wall_seconds"],
                     }

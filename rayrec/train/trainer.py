@@ -37,6 +37,7 @@ from rayrec.train.loop import FINAL_FILE, train_loop_per_worker
 
 RESULTS_FILE = "results.json"
 DEFAULT_STORAGE = "runs"
+DATA_CPUS = 1.0  # what a Ray Data read task of the training data asks for
 
 
 def versions() -> dict[str, str]:
@@ -73,6 +74,24 @@ def ensure_ray() -> None:
     ray.data.DataContext.get_current().enable_progress_bars = False
 
 
+def data_cpu_warning(cfg: TrainConfig, cluster_cpus: float) -> str | None:
+    """A warning if the run's workers leave the cluster less than one CPU for the Ray Data
+    read tasks that feed them: the run would wait until an autoscaler adds a node, and
+    for ever on a fixed machine (a laptop)."""
+    workers = cfg.run.num_workers * cfg.run.cpus_per_worker
+    if cluster_cpus - workers >= DATA_CPUS:
+        return None
+    fix = "fewer workers"
+    if cluster_cpus > DATA_CPUS:
+        fix = f"run.cpus_per_worker={(cluster_cpus - DATA_CPUS) / cfg.run.num_workers:g} or {fix}"
+    return (
+        f"warning: {cfg.run.num_workers} worker(s) of {cfg.run.cpus_per_worker:g} CPU take "
+        f"{workers:g} of the cluster's {cluster_cpus:g} CPUs and leave less than "
+        f"{DATA_CPUS:g} for Ray Data's read tasks: the run waits for more nodes (an "
+        f"autoscaling cluster) and hangs on a fixed machine; use {fix}"
+    )
+
+
 def fit(
     cfg: TrainConfig, data_uri: str, callbacks: list[UserCallback] | None = None
 ) -> dict[str, Any]:
@@ -81,6 +100,8 @@ def fit(
     ``RunConfig`` (a Tune trial passes Tune's ``TuneReportCallback`` to forward reports)."""
     started = time.perf_counter()
     ensure_ray()
+    if warning := data_cpu_warning(cfg, ray.cluster_resources().get("CPU", 0.0)):
+        print(warning, flush=True)
     spec = get_model_spec(cfg.model.name)
     dataset = PreparedDataset(data_uri)
     train = train_dataset(spec, dataset, cfg.data)

@@ -35,10 +35,9 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from rayrec.data import storage
 from rayrec.errors import CliError
 from rayrec.train.config import TrainConfig
-from rayrec.train.trainer import fit
+from rayrec.train.trainer import DATA_CPUS, fit  # DATA_CPUS: per trial, for its reads
 from rayrec.tune.space import apply_values
 
-DATA_CPUS = 1.0  # per trial, for its run's Ray Data read tasks
 DRIVER_MEMORY = 256 * 1024**2  # the trial driver's bundle (Tune refuses an empty one)
 TRIAL_RESOURCES = tune.PlacementGroupFactory([{"memory": DRIVER_MEMORY}, {"CPU": DATA_CPUS}])
 
