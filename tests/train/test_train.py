@@ -1,8 +1,9 @@
 """Real Ray Train runs (TorchTrainer, DeepSpeed engines) on the tiny prepared dataset.
 
 One local Ray instance serves the whole module (``ray_cluster`` fixture); every run is a
-real ``trainer.fit()`` of 1-2 epochs of 2 steps with the tiny BERT backbone. The killed
-worker and the resume from checkpoint are tested across two nodes in ``test_multinode.py``.
+real ``trainer.fit()`` of 1-2 epochs of 2 steps with the tiny BERT backbone. Biased MF (two
+workers, ZeRO-2), the killed worker and the resume from checkpoint are tested across two
+nodes in ``test_multinode.py``; global mean trains in the Tune sweep tests.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ def run(model: str, storage: Path, data: Path, *overrides: str) -> dict:
 @pytest.mark.parametrize(
     ("model", "engine"),
     [
-        ("biased_mf", ["engine.zero_stage=2", "run.num_workers=2"]),
         ("ncf", ["engine.zero_stage=1", "engine.precision=bf16"]),
         ("deepconn", ["engine.zero_stage=3", "model.params.embed_dim=16", "data.max_len=16"]),
     ],

@@ -7,15 +7,19 @@ one CPU stays free for Ray Data, so at most 2 trials run at once here.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import signal
 from pathlib import Path
 
+import boto3
+import fsspec
 import pytest
 from ray import tune
 
 from rayrec.cli import build_parser, main
+from rayrec.data import storage
 from rayrec.train.cli import config_from_args
 from rayrec.train.config import load_config
 from rayrec.tune import sweep, trainable
@@ -117,6 +121,11 @@ def test_sifn_sweep_asha_stops_early_and_best_config_trains(
     assert trained == trial
 
 
+def read_text(uri: str) -> str:
+    with fsspec.open(uri, "r", encoding="utf-8") as f:
+        return f.read()
+
+
 class InterruptAfterFirstTrial(tune.Callback):
     """Stop the sweep like Ctrl-C does, as soon as one trial has finished."""
 
@@ -124,9 +133,12 @@ class InterruptAfterFirstTrial(tune.Callback):
         os.kill(os.getpid(), signal.SIGUSR1)  # Tune's handler: save the state and end the run
 
 
-def test_interrupted_sweep_resumes_without_repeating_a_finished_trial(
-    tiny_data: Path, tmp_path: Path
+def test_interrupted_sweep_on_s3_resumes_without_repeating_a_finished_trial(
+    tiny_data: Path, s3_endpoint: str
 ) -> None:
+    """The sweep, its trials' runs and its table live on the moto S3 server."""
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="sweeps")
+    root = "s3://sweeps/tune"
     model = "global_mean"
     flags = ["train.batch_size=8", "train.max_steps_per_epoch=2", "run.export_weights=false"]
     space = parse_expressions(model, ["lr=grid(0.001, 0.1)"])
@@ -141,18 +153,17 @@ def test_interrupted_sweep_resumes_without_repeating_a_finished_trial(
         num_samples=1,
         max_concurrent=1,
     )
-    first = sweep.start(spec, space, str(tmp_path), "cut", callbacks=[InterruptAfterFirstTrial()])
+    first = sweep.start(spec, space, root, "cut", callbacks=[InterruptAfterFirstTrial()])
+    assert first.directory == "s3://sweeps/tune/cut"
     done = [r for r in first.rows if r.status == "completed"]
     assert len(done) == 1, first.table
-    finished = tmp_path / "cut" / "runs" / done[0].trial_id / "results.json"
-    stamp = finished.stat().st_mtime_ns
+    finished = storage.join(first.directory, "runs", done[0].trial_id, "results.json")
+    before = read_text(finished)  # a second run of the trial would write another wall time
 
-    assert main(["tune", model, f"--storage={tmp_path}", "--resume=cut"]) == 0
-    with (tmp_path / "cut" / "trials.csv").open() as f:
-        rows = list(csv.DictReader(f))
+    assert main(["tune", model, f"--storage={root}", "--resume=cut"]) == 0
+    rows = list(csv.DictReader(io.StringIO(read_text(f"{first.directory}/trials.csv"))))
     assert len(rows) == 2
     assert all(r["status"] == "completed" and r["epochs"] == "1" for r in rows), rows
     assert {float(r["train.lr"]) for r in rows} == {0.001, 0.1}
-    assert finished.stat().st_mtime_ns == stamp  # the finished trial did not run again
-    progress = (tmp_path / "cut" / done[0].trial_id / "progress.csv").read_text()
-    assert progress.count("\n") == 2  # header + its one epoch, not repeated
+    assert read_text(finished) == before  # the finished trial did not run again
+    assert storage.exists(f"{first.directory}/best.yaml")
