@@ -129,8 +129,9 @@ def check_stopped_trials_free_their_cpus(stops_early: bool, state_api: bool) -> 
     if state_api:
         return None
     problem = (
-        "Ray's state API does not answer (the cluster runs without its dashboard): the CPUs "
-        "of a trial stopped before its end are never freed"
+        "Ray's state API does not answer (the cluster runs without its dashboard, or several "
+        "Ray instances run on this machine): the CPUs of a trial stopped before its end are "
+        "never freed"
     )
     if stops_early:
         raise CliError(
