@@ -74,16 +74,27 @@ def ensure_ray() -> None:
     ray.data.DataContext.get_current().enable_progress_bars = False
 
 
+def run_cpus(cfg: TrainConfig) -> float:
+    """CPUs the run's workers reserve."""
+    return cfg.run.num_workers * cfg.run.cpus_per_worker
+
+
+def cpus_per_worker_leaving_data_cpus(cluster_cpus: float, num_workers: int) -> float:
+    """The largest ``run.cpus_per_worker`` that leaves ``DATA_CPUS`` of the cluster free."""
+    return (cluster_cpus - DATA_CPUS) / num_workers
+
+
 def data_cpu_warning(cfg: TrainConfig, cluster_cpus: float) -> str | None:
     """A warning if the run's workers leave the cluster less than one CPU for the Ray Data
     read tasks that feed them: the run would wait until an autoscaler adds a node, and
     for ever on a fixed machine (a laptop)."""
-    workers = cfg.run.num_workers * cfg.run.cpus_per_worker
+    workers = run_cpus(cfg)
     if cluster_cpus - workers >= DATA_CPUS:
         return None
     fix = "fewer workers"
     if cluster_cpus > DATA_CPUS:
-        fix = f"run.cpus_per_worker={(cluster_cpus - DATA_CPUS) / cfg.run.num_workers:g} or {fix}"
+        fitting = cpus_per_worker_leaving_data_cpus(cluster_cpus, cfg.run.num_workers)
+        fix = f"run.cpus_per_worker={fitting:g} or {fix}"
     return (
         f"warning: {cfg.run.num_workers} worker(s) of {cfg.run.cpus_per_worker:g} CPU take "
         f"{workers:g} of the cluster's {cluster_cpus:g} CPUs and leave less than "

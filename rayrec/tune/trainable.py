@@ -35,7 +35,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from rayrec.data import storage
 from rayrec.errors import CliError
 from rayrec.train.config import TrainConfig
-from rayrec.train.trainer import DATA_CPUS, fit  # DATA_CPUS: per trial, for its reads
+from rayrec.train.trainer import DATA_CPUS, fit, run_cpus  # DATA_CPUS: per trial, for reads
 from rayrec.tune.space import apply_values
 
 DRIVER_MEMORY = 256 * 1024**2  # the trial driver's bundle (Tune refuses an empty one)
@@ -83,11 +83,6 @@ def pin_data_to_trial() -> None:
     context = ray.data.DataContext.get_current()
     context.scheduling_strategy = strategy
     context.scheduling_strategy_large_args = strategy
-
-
-def run_cpus(cfg: TrainConfig) -> float:
-    """CPUs one training run reserves."""
-    return cfg.run.num_workers * cfg.run.cpus_per_worker
 
 
 def max_concurrent_trials(cfg: TrainConfig, requested: int | None) -> int:
