@@ -166,4 +166,6 @@ def test_interrupted_sweep_on_s3_resumes_without_repeating_a_finished_trial(
     assert all(r["status"] == "completed" and r["epochs"] == "1" for r in rows), rows
     assert {float(r["train.lr"]) for r in rows} == {0.001, 0.1}
     assert read_text(finished) == before  # the finished trial did not run again
+    progress = read_text(f"{first.directory}/{done[0].trial_id}/progress.csv")
+    assert progress.count("\n") == 2  # header + its one epoch, not repeated
     assert storage.exists(f"{first.directory}/best.yaml")
