@@ -61,7 +61,11 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="prepared dataset URI; default: the embedded synthetic corpus")
     p.add_argument("--config", help="YAML config; flags override it")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides")
-    p.add_argument("--storage", help="checkpoint/results storage (local dir or s3://)")
+    p.add_argument(
+        "--storage",
+        help="checkpoint/results storage (local dir or s3://; default: $RAYREC_STORAGE, "
+        "else ~/rayrec/runs)",
+    )
     p.add_argument("--name", help="run name (resume a stopped run by passing its name)")
     p.add_argument("--num-workers", type=int)
     p.add_argument("--use-gpu", action="store_true", default=None)

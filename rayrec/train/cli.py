@@ -100,6 +100,11 @@ def run_train(args: argparse.Namespace) -> int:
             f"no --data: {cfg.model.name} on the embedded synthetic corpus with quick settings "
             + " ".join(EMBEDDED_SETTINGS.get(cfg.model.name, []))
         )
+    if cfg.model.name == "ubert_finetune" and not cfg.model.params.get("pretrained"):
+        print(
+            "no --pretrained: U-BERT P- (fine-tuning from the backbone's weights, without "
+            "U-BERT pretraining); `python jobs/demo.py` pretrains, then fine-tunes"
+        )
     ensure_ray()  # before preparing data, which would otherwise start Ray without worker logs
     results = fit(cfg, cfg.data.uri or default_dataset())
     print_results(results)

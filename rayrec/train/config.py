@@ -95,7 +95,7 @@ class RunSection(_Strict):
     """Where and how the run executes."""
 
     name: str | None = None  # None: <model>-<timestamp>
-    storage: str | None = None  # local dir or s3://; None: ./runs
+    storage: str | None = None  # local dir or s3://; None: $RAYREC_STORAGE, else ~/rayrec/runs
     num_workers: int = Field(1, ge=1)
     use_gpu: bool = False
     cpus_per_worker: float = Field(1.0, gt=0)

@@ -14,9 +14,11 @@ optimizer (AdamW) over ``model.phase_parameters(phase)`` and a learning-rate sch
   engines cannot share a ZeRO-3 module (stage 3 partitions every parameter of the module) and
   gradient accumulation would mix the phases' gradients, so multi-phase runs need stage <= 2
   and ``grad_accum`` 1 (checked by :class:`~rayrec.train.config.TrainConfig`).
-* :class:`DDPEngine`: ``DistributedDataParallel`` (``find_unused_parameters``: a phase uses a
-  subset of the parameters), manual gradient accumulation with ``no_sync``, clipping, bf16
-  through ``torch.autocast``.
+* :class:`DDPEngine`: ``DistributedDataParallel``, manual gradient accumulation with
+  ``no_sync``, clipping, bf16 through ``torch.autocast``. Only a model with several update
+  phases gets ``find_unused_parameters`` (each phase's forward reaches a subset of the
+  parameters); a single-phase model reaches all its trainable parameters in every forward
+  (checked per model in ``tests/models``), so it skips DDP's per-step search of the graph.
 
 DeepSpeed's communication backend JIT-compiles a C++ shared-memory op (``deepspeed_shm_comm``,
 about 100 s with gcc on 2 cores) when it starts. The op serves only
@@ -166,8 +168,11 @@ class DDPEngine:
         self.device = device
         self.phases = module.update_phases
         distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        several_phases = len(self.phases) > 1
         self.model: torch.nn.Module = (
-            DistributedDataParallel(module, find_unused_parameters=True) if distributed else module
+            DistributedDataParallel(module, find_unused_parameters=several_phases)
+            if distributed
+            else module
         )
         self.accum, self.clip = cfg.train.grad_accum, cfg.train.clip
         self.bf16 = cfg.engine.precision == "bf16"

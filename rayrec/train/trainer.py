@@ -15,6 +15,7 @@ URI and manifest sha256, library versions, wall time and training samples/s.
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import time
 from pathlib import Path
@@ -36,7 +37,8 @@ from rayrec.train.datasets import train_dataset, train_rows
 from rayrec.train.loop import FINAL_FILE, train_loop_per_worker
 
 RESULTS_FILE = "results.json"
-DEFAULT_STORAGE = "runs"
+STORAGE_ENV = "RAYREC_STORAGE"
+DEFAULT_STORAGE = "~/rayrec/runs"
 DATA_CPUS = 1.0  # what a Ray Data read task of the training data asks for
 
 
@@ -57,9 +59,17 @@ def run_name(cfg: TrainConfig) -> str:
     return cfg.run.name or f"{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def default_storage() -> str:
+    """Where runs and sweeps go without ``--storage``: ``$RAYREC_STORAGE`` (a cluster can set
+    it once, e.g. to an s3:// prefix), else ``~/rayrec/runs``. Never the working directory:
+    under ``ray job submit`` that is Ray's temporary copy of the uploaded directory, deleted
+    with the job's runtime resources."""
+    return os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+
+
 def run_storage(cfg: TrainConfig) -> str:
     """The storage root as Ray wants it: an absolute local path or a URI."""
-    root = cfg.run.storage or DEFAULT_STORAGE
+    root = cfg.run.storage or default_storage()
     return root if storage.is_remote(root) else str(Path(root).expanduser().resolve())
 
 

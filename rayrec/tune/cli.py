@@ -5,8 +5,9 @@ file and of ``--set`` applied, then the run flags (``--data``, ``--epochs``,
 ``--num-workers``, ``--use-gpu``). The space is the model's shipped space file
 (``rayrec/tune/spaces/<model>.yaml``, or ``--space FILE``), with ``--set KEY=DIST`` adding
 or replacing dimensions (syntax: :mod:`rayrec.tune.space`). ``--name`` names the sweep
-(default ``tune-<model>-<time>``) under ``--storage`` (default ``runs``); ``--resume NAME``
-continues that sweep with what it was started with (other flags are ignored then).
+(default ``tune-<model>-<time>``) under ``--storage`` (default: ``$RAYREC_STORAGE``, else
+``~/rayrec/runs``); ``--resume NAME`` continues that sweep with what it was started with
+(other flags are ignored then).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from rayrec.models.registry import get_model_spec
 from rayrec.train.cli import config_errors
 from rayrec.train.config import TrainConfig, load_config
 from rayrec.train.corpus import default_dataset
-from rayrec.train.trainer import DEFAULT_STORAGE, ensure_ray
+from rayrec.train.trainer import default_storage, ensure_ray
 from rayrec.tune import sweep
 from rayrec.tune.space import (
     SearchSpace,
@@ -110,7 +111,7 @@ def print_result(result: sweep.SweepResult, metric: str) -> None:
 
 def run_tune(args: argparse.Namespace) -> int:
     """Entry point of ``rayrec tune``."""
-    root = sweep.storage_root(args.storage or DEFAULT_STORAGE)
+    root = sweep.storage_root(args.storage or default_storage())
     if args.resume:
         metric = sweep.load_spec(root, args.resume).metric
         ensure_ray()

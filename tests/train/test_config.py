@@ -15,7 +15,7 @@ from rayrec.train.checkpoint import SafeTorchCheckpointEngine
 from rayrec.train.cli import check_run_name, config_from_args
 from rayrec.train.config import CONFIG_DIR, apply_override, load_config
 from rayrec.train.schedule import Schedule
-from rayrec.train.trainer import data_cpu_warning
+from rayrec.train.trainer import data_cpu_warning, run_storage
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -120,3 +120,17 @@ def test_workers_that_leave_no_cpu_for_ray_data_are_warned_about() -> None:
     assert "fewer workers" in data_cpu_warning(
         two_workers, cluster_cpus=0
     )  # autoscaled: no CPU yet
+
+
+def test_runs_go_to_rayrec_storage_or_home_never_the_working_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # under `ray job submit`: Ray's temporary copy of the upload
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("RAYREC_STORAGE", raising=False)
+    cfg = load_config("biased_mf")
+    assert run_storage(cfg) == str(tmp_path / "home" / "rayrec" / "runs")
+    monkeypatch.setenv("RAYREC_STORAGE", "s3://bucket/runs")
+    assert run_storage(cfg) == "s3://bucket/runs"
+    flagged = load_config("biased_mf", overrides=["run.storage=relative/runs"])
+    assert run_storage(flagged) == str(tmp_path / "relative" / "runs")
