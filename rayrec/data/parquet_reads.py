@@ -10,18 +10,25 @@ read tasks run in its own placement group; the actor cannot). The v1 reader need
 
 from __future__ import annotations
 
+import threading
+
 import ray.data
+
+# DataContext is one object per process: two threads switching its reader flag at once
+# could each restore the other's value.
+_SWITCH = threading.Lock()
 
 
 def read_parquet(path: str) -> ray.data.Dataset:
     """``ray.data.read_parquet(path)`` with the v1 (actor-free) reader.
 
     The reader is chosen when ``read_parquet`` is called; the dataset keeps it when it is
-    executed later."""
+    executed later. Calls from several threads take turns."""
     context = ray.data.DataContext.get_current()
-    saved = context.use_datasource_v2
-    context.use_datasource_v2 = False
-    try:
-        return ray.data.read_parquet(path)
-    finally:
-        context.use_datasource_v2 = saved
+    with _SWITCH:
+        saved = context.use_datasource_v2
+        context.use_datasource_v2 = False
+        try:
+            return ray.data.read_parquet(path)
+        finally:
+            context.use_datasource_v2 = saved

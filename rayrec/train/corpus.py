@@ -47,7 +47,7 @@ EMBEDDED_SETTINGS: dict[str, list[str]] = {
         "data.reviews_per_doc=2",
         "train.epochs=2",
         "train.batch_size=16",
-        "train.max_steps_per_epoch=15",
+        "train.max_steps_per_epoch=25",
         "train.lr=1e-4",
         "train.log_every=5",
     ],
