@@ -30,7 +30,7 @@ def test_v1_reader_is_used_and_the_default_restored(tmp_path: Path) -> None:
     saved = context.use_datasource_v2
     context.use_datasource_v2 = True
     try:
-        # the context default here: v2, whose plan starts by listing files (in an actor-backed task)
+        # v2 (switched on above) starts its plan by listing files, in an actor-backed task
         assert type(source_operator(ray.data.read_parquet(str(path)))).__name__ == "ListFiles"
         with ThreadPoolExecutor(4) as pool:
             datasets = list(pool.map(read_parquet, [str(path)] * 8))
