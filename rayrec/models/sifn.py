@@ -145,6 +145,9 @@ class SIFN(RecModel):
         else:
             self.fused_proj = None
             self.rating_head = nn.Linear(n_fields * k, 1)  # FM: w and w0
+        # the rating learner starts at the global mean and learns the deviation from it: with
+        # N(0, 1) id embeddings a random w_r adds noise of the ratings' own scale at step 0
+        nn.init.zeros_(self.rating_head.weight)
         nn.init.constant_(self.rating_head.bias, data_info.global_mean)
         self.user_bias = nn.Embedding(data_info.n_users, 1)
         self.item_bias = nn.Embedding(data_info.n_items, 1)
