@@ -48,7 +48,11 @@ Readings of what the paper leaves open:
   ``y = w0 + w . concat(z) + Σ_{a<b} <z_a, z_b>``, which replaces ``w_r · p``; user and item
   biases are kept.
 * Dropout 0.2 on each review vector ``s_j`` and on ``p``. The global bias starts at the data's
-  global mean rating.
+  global mean rating and ``w_r`` at zero (the paper gives no initialisation), so an untrained
+  model predicts the global mean: with a random ``w_r`` the N(0, 1) id embeddings in ``p``
+  put noise of the ratings' own scale on every prediction at step 0 (measured on the embedded
+  corpus, quick settings: test MSE 1.608 with a random ``w_r``, 1.345 with zero, against
+  1.385 for the global mean).
 """
 
 from __future__ import annotations
@@ -145,9 +149,7 @@ class SIFN(RecModel):
         else:
             self.fused_proj = None
             self.rating_head = nn.Linear(n_fields * k, 1)  # FM: w and w0
-        # the rating learner starts at the global mean and learns the deviation from it: with
-        # N(0, 1) id embeddings a random w_r adds noise of the ratings' own scale at step 0
-        nn.init.zeros_(self.rating_head.weight)
+        nn.init.zeros_(self.rating_head.weight)  # start at the global mean (module docstring)
         nn.init.constant_(self.rating_head.bias, data_info.global_mean)
         self.user_bias = nn.Embedding(data_info.n_users, 1)
         self.item_bias = nn.Embedding(data_info.n_items, 1)

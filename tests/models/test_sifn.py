@@ -15,6 +15,21 @@ def _sifn(data_info, **kwargs) -> SIFN:
     return SIFN(SIFNConfig(backbone="tiny", **kwargs), data_info)
 
 
+def _with_live_head(model: SIFN) -> SIFN:
+    """w_r starts at zero (the rating learner starts at the global mean), which zeroes every
+    gradient behind it and makes every prediction the same at step 0; a random w_r shows
+    the wiring."""
+    torch.nn.init.normal_(model.rating_head.weight, std=0.1)
+    return model
+
+
+def test_an_untrained_model_predicts_the_global_mean(data_info, rating_batch) -> None:
+    model = _sifn(data_info).eval()
+    with torch.no_grad():
+        prediction = model(rating_batch)["prediction"]
+    assert torch.allclose(prediction, torch.full((16,), data_info.global_mean))
+
+
 def test_outputs_and_attention(data_info, rating_batch) -> None:
     model = _sifn(data_info, return_attention=True).eval()
     out = model(rating_batch)
@@ -48,7 +63,7 @@ def test_frozen_backbone_gets_no_gradient(data_info, rating_batch) -> None:
 def test_every_trainable_parameter_gets_a_gradient(
     data_info, rating_batch, assert_all_grads, switches
 ) -> None:
-    model = _sifn(data_info, **switches).train()
+    model = _with_live_head(_sifn(data_info, **switches)).train()
     model(rating_batch)["loss"].backward()
     assert_all_grads(model)
 
@@ -60,7 +75,7 @@ def test_sentiment_weight_zero_is_rating_loss_only(data_info, rating_batch) -> N
 
 @pytest.mark.parametrize("switches", [{}, {"interaction": "fm", "review_attention": False}])
 def test_padding_invariance(data_info, rating_batch, pad_rating_batch, switches) -> None:
-    model = _sifn(data_info, freeze_backbone=False, **switches).eval()
+    model = _with_live_head(_sifn(data_info, freeze_backbone=False, **switches)).eval()
     with torch.no_grad():
         a = model(rating_batch)
         b = model(pad_rating_batch(rating_batch, 2, 7))
