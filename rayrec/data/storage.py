@@ -27,6 +27,11 @@ def is_remote(uri: str) -> bool:
     return "://" in uri and not uri.startswith("file://")
 
 
+def absolute(uri: str) -> str:
+    """A URI as it is, a local path made absolute (``~`` expanded), as Ray's storage wants."""
+    return uri if is_remote(uri) else str(Path(uri).expanduser().resolve())
+
+
 def join(base: str, *parts: str) -> str:
     """``base/part/...`` for a local path or a URI."""
     if is_remote(base):

@@ -18,7 +18,6 @@ import importlib.metadata
 import os
 import platform
 import time
-from pathlib import Path
 from typing import Any
 
 import deepspeed
@@ -69,8 +68,7 @@ def default_storage() -> str:
 
 def run_storage(cfg: TrainConfig) -> str:
     """The storage root as Ray wants it: an absolute local path or a URI."""
-    root = cfg.run.storage or default_storage()
-    return root if storage.is_remote(root) else str(Path(root).expanduser().resolve())
+    return storage.absolute(cfg.run.storage or default_storage())
 
 
 def ensure_ray() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from rayrec.data import storage
 from rayrec.errors import CliError
 from rayrec.models.registry import get_model_spec
 from rayrec.train.cli import config_errors
@@ -111,7 +112,7 @@ def print_result(result: sweep.SweepResult, metric: str) -> None:
 
 def run_tune(args: argparse.Namespace) -> int:
     """Entry point of ``rayrec tune``."""
-    root = sweep.storage_root(args.storage or default_storage())
+    root = storage.absolute(args.storage or default_storage())
     if args.resume:
         metric = sweep.load_spec(root, args.resume).metric
         ensure_ray()

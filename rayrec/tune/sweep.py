@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from ray import tune
@@ -78,11 +77,6 @@ class SweepResult:
     best: report.TrialRow | None
     table: str  # aligned, for the terminal
     files: dict[str, str]
-
-
-def storage_root(root: str) -> str:
-    """The sweeps' storage as Tune wants it: an absolute local path or a URI."""
-    return root if storage.is_remote(root) else str(Path(root).expanduser().resolve())
 
 
 def trial_dirname(trial: Trial) -> str:
