@@ -20,9 +20,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # clusters) has nothing to watch on a test machine; off, every fit starts one process less
 os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
 
-# shared/ sits beside the repository checkout (/work/shared here and in CI)
-SHARED = Path(os.environ.get("RAYREC_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-MUSICAL_INSTRUMENTS = SHARED / "data" / "amazon-2014" / "Musical_Instruments_5.csv.zip"
+# the real Amazon 2014 Musical Instruments 5-core file, shipped in the repository's data/
+# (data/amazon-2014/SOURCE.md); found relative to this checkout, never outside it
+REPO = Path(__file__).resolve().parents[1]
+MUSICAL_INSTRUMENTS = REPO / "data" / "amazon-2014" / "Musical_Instruments_5.csv.zip"
 
 
 def _free_port() -> int:

@@ -31,6 +31,7 @@ from rayrec.data.synthetic import (
     positive_words,
     write_corpus,
 )
+from tests.conftest import MUSICAL_INSTRUMENTS, REPO
 
 AMAZON_KEYS = [
     "reviewerID",
@@ -73,8 +74,7 @@ YELP_BUSINESS_KEYS = [
 TARGET_DISTRIBUTION = {1: 0.06, 2: 0.05, 3: 0.09, 4: 0.20, 5: 0.60}
 SMALL = SyntheticConfig.scaled(1_500)  # ~4.5k reviews over 3 domains: fast byte-level tests
 
-REPO = Path(__file__).resolve().parents[2]
-LEXICON_DIRS = [REPO / "rayrec" / "data" / "lexicon", Path("/work/shared/data/opinion-lexicon")]
+LEXICON_DIR = REPO / "rayrec" / "data" / "lexicon"
 
 
 # ------------------------------------------------------------------------------------------
@@ -129,16 +129,14 @@ def _kcore(df: pd.DataFrame, k: int = 5) -> pd.DataFrame:
 
 
 def _load_lexicon() -> tuple[set[str], set[str]]:
-    for d in LEXICON_DIRS:
-        pos, neg = d / "positive-words.txt", d / "negative-words.txt"
-        if pos.exists() and neg.exists():
+    """The positive and negative words of the vendored Hu-Liu lexicon, read independently of
+    ``rayrec.data.lexicon``."""
 
-            def words(p: Path) -> set[str]:
-                lines = p.read_text(encoding="latin-1").splitlines()
-                return {w.strip() for w in lines if w.strip() and not w.startswith(";")}
+    def words(name: str) -> set[str]:
+        lines = (LEXICON_DIR / name).read_text(encoding="latin-1").splitlines()
+        return {w.strip() for w in lines if w.strip() and not w.startswith(";")}
 
-            return words(pos), words(neg)
-    pytest.skip("Hu-Liu opinion lexicon not found")
+    return words("positive-words.txt"), words("negative-words.txt")
 
 
 TOKEN = re.compile(r"[a-z]+")
@@ -212,13 +210,10 @@ def test_amazon_2014_layout(corpus: dict[str, SourceFile]) -> None:
 
 
 def test_amazon_columns_match_real_csv_header() -> None:
-    """The shared real Amazon 2014 CSV carries the same columns as the JSON we write."""
-    path = Path("/work/shared/data/amazon-2014/Musical_Instruments_5.csv.zip")
-    if not path.exists():
-        pytest.skip("real Amazon sample not available")
+    """The shipped real Amazon 2014 CSV carries the same columns as the JSON we write."""
     import zipfile
 
-    with zipfile.ZipFile(path) as z, z.open(z.namelist()[0]) as f:
+    with zipfile.ZipFile(MUSICAL_INSTRUMENTS) as z, z.open(z.namelist()[0]) as f:
         header = f.readline().decode().strip().split(",")
     assert header == AMAZON_KEYS
 

@@ -2,9 +2,9 @@
 
     python tests/deploy/convert_crds.py [CRD_DIR]
 
-CRD_DIR defaults to ``shared/kuberay-crds-v1.7.0`` beside the repository checkout. For each CRD,
-the ``ray.io/v1`` OpenAPI v3 schema is rewritten as a JSON Schema (see ``schemas/SOURCE.md``) and
-written to ``tests/deploy/schemas/<kind>.json``.
+CRD_DIR defaults to ``tests/deploy/crds`` (KubeRay v1.7.0's, vendored: ``crds/SOURCE.md``).
+For each CRD, the ``ray.io/v1`` OpenAPI v3 schema is rewritten as a JSON Schema (see
+``schemas/SOURCE.md``) and written to ``tests/deploy/schemas/<kind>.json``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 SCHEMA_DIR = HERE / "schemas"
-DEFAULT_CRD_DIR = HERE.parents[2] / "shared" / "kuberay-crds-v1.7.0"
+DEFAULT_CRD_DIR = HERE / "crds"
 CRD_FILES = {"RayCluster": "ray.io_rayclusters.yaml", "RayJob": "ray.io_rayjobs.yaml"}
 API_VERSION = "v1"
 

@@ -15,7 +15,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from collections.abc import Callable, Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
@@ -23,14 +22,12 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from transformers import AutoTokenizer, PreTrainedTokenizerFast  # noqa: E402
 
+from rayrec.data.lexicon import opinion_words  # noqa: E402
 from rayrec.models.base import Batch, DataInfo, RecModel  # noqa: E402
 from rayrec.models.encoders import tokenizer_source  # noqa: E402
 from rayrec.models.ubert import mask_opinion_tokens  # noqa: E402
+from tests.conftest import MUSICAL_INSTRUMENTS as REVIEWS  # noqa: E402
 
-# shared/ sits beside the repository checkout (/work/shared here and in CI)
-SHARED = Path(os.environ.get("RAYREC_SHARED", Path(__file__).resolve().parents[3] / "shared"))
-REVIEWS = SHARED / "data" / "amazon-2014" / "Musical_Instruments_5.csv.zip"
-LEXICON = SHARED / "data" / "opinion-lexicon"
 N_PAIRS, M, L = 16, 4, 32
 
 
@@ -50,11 +47,8 @@ def reviews() -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def lexicon() -> frozenset[str]:
-    words = set()
-    for name in ("positive-words.txt", "negative-words.txt"):
-        text = (LEXICON / name).read_text(encoding="latin-1")
-        words.update(w.strip() for w in text.splitlines() if w.strip() and not w.startswith(";"))
-    return frozenset(words)
+    """The Hu-Liu lexicon vendored in ``rayrec/data/lexicon/`` (its words are lower case)."""
+    return opinion_words()
 
 
 @pytest.fixture(scope="session")
