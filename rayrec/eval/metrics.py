@@ -1,6 +1,11 @@
 """Evaluation metrics, accumulated as sums so that workers can add them up with one all-reduce.
 
-* rating task: MSE, RMSE, MAE of ``prediction`` against ``rating``; when the model outputs
+* rating task: MSE, RMSE, MAE of ``prediction`` against ``rating``, with the prediction
+  clipped to ``RATING_RANGE`` = [1, 5] first: every source rayrec reads (Amazon 2014/2018,
+  Yelp, the synthetic corpus) rates in 1-5 stars, so a prediction outside the scale is moved
+  to its nearest end before it is scored, for every rating model alike. Only the evaluation
+  clips; training losses are the models' own, on unclipped predictions (a clipped prediction
+  would have no gradient beyond the ends). When the model outputs
   ``sentiment_logits`` ``[B, 2, M, 3]`` (SIFN), ``sentiment_acc``: the accuracy of the 3-way
   sentiment prediction over the present user and item review slots.
 * ranking task (BERT-RS): one held-out positive per user among sampled negatives
@@ -24,6 +29,7 @@ import torch.distributed as dist
 
 from rayrec.models.base import Batch, ModelOutput
 
+RATING_RANGE = (1.0, 5.0)  # the star scale of every rating source (module docstring)
 RANKING_KS = (1, 3, 5, 10)
 PRETRAIN_LOSSES = ("loss", "mlm_loss", "rating_loss")
 IGNORE_INDEX = -100
@@ -65,7 +71,7 @@ class Evaluation:
         """Add one batch and the model's outputs on it."""
         prediction = out["prediction"].detach().double().cpu()
         if self.task == "rating":
-            error = prediction - batch["rating"].double()
+            error = prediction.clamp(*RATING_RANGE) - batch["rating"].double()
             self.sums[:3] += torch.stack(
                 [error.square().sum(), error.abs().sum(), torch.tensor(float(error.numel()))]
             )

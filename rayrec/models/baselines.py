@@ -5,9 +5,9 @@
   the training loop needs no special case (no model without parameters), and the scalar can
   only move towards the training mean, which is its MSE optimum.
 * :class:`BiasedMF`: ``r̂ = μ + b_u + b_i + p_u · q_i`` (Y. Koren, R. Bell, C. Volinsky,
-  "Matrix Factorization Techniques for Recommender Systems", IEEE Computer 2009), MSE.
-  μ is the fixed global mean (a buffer); biases start at 0, factors at N(0, 0.1²) (weight
-  decay, the paper's regulariser, is the optimizer's).
+  "Matrix Factorization Techniques for Recommender Systems", IEEE Computer 2009), MSE plus the
+  paper's L2 penalty (below). μ is the fixed global mean (a buffer); biases start at 0,
+  factors at N(0, 0.1²); ``factors: 0`` is the biases-only model ``μ + b_u + b_i``.
 * :class:`DeepCoNN`: L. Zheng, V. Noroozi, P. S. Yu, "Joint Deep Modeling of Users and Items
   Using Reviews for Recommendation", WSDM 2017. Two text CNNs, one over the user's reviews
   concatenated into one document and one over the item's (embedding, convolution + ReLU,
@@ -24,7 +24,26 @@
   mean, and the loss is the MSE. MLP: NCF's tower pattern (each layer half the width of the
   one below), read as ``L`` Linear+ReLU layers ending at the ``f`` predictive factors, so the
   embeddings are ``f · 2^(L-1)`` wide per side (f = 32, L = 3: 256 -> 128 -> 64 -> 32);
-  embeddings start at N(0, 0.01²), as in NCF.
+  embeddings start at N(0, 0.01²), as in NCF. Its four embedding tables carry the L2 penalty
+  below (one λ, ``reg``); the MLP and output weights are dense and left to the optimizer's
+  weight decay.
+
+L2 penalty of the id models (BiasedMF, NCF). Koren et al. 2009, eq. 5, minimise over the
+observed ratings κ
+``Σ_(u,i)∈κ (r_ui − μ − b_u − b_i − p_uᵀq_i)² + λ (‖p_u‖² + ‖q_i‖² + b_u² + b_i²)``:
+the penalty of a user's (item's) parameters is paid once per rating of that user (item), which
+is what the paper's SGD step does (``e_ui = r_ui − r̂_ui``; ``b_u ← b_u + γ (e_ui − λ b_u)``,
+``p_u ← p_u + γ (e_ui q_i − λ p_u)``, and likewise for the item). The batch loss here is that
+objective's mean over the batch's B ratings, with separate λs for biases and factors:
+
+    loss = 1/B Σ_b [ (r_b − r̂_b)² + bias_reg (b_u² + b_i²) + reg (‖p_u‖² + ‖q_i‖²) ]
+
+Its gradient in b_u is ``−(2/B)(e − bias_reg · b_u)`` per rating: the SGD step above with the
+same λ and ``γ = 2·lr/B``. ``loss`` (what the optimizer minimises and ``train_loss`` reports)
+includes the penalty; the evaluation metrics (:mod:`rayrec.eval.metrics`) read only
+``prediction``, so validation and test MSE are the plain squared error. A penalty on the rows
+a batch touches, not on whole tables, is also why AdamW's weight decay (which shrinks every
+row at every step, seen or not, by ``lr · weight_decay``) is no stand-in for it.
 
 Review documents (DeepCoNN, also used by SAFMR): a user's (item's) review slots are
 concatenated into one token sequence by :func:`concat_reviews`, keeping only real tokens in
@@ -36,7 +55,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from rayrec.models.base import ALL_PHASES, Batch, DataInfo, ModelOutput, ModelSpec, RecModel
@@ -122,11 +141,20 @@ class DocumentCNN(nn.Module):
         return self.cnn(ids, mask)
 
 
-def _rating_output(prediction: Tensor, batch: Batch) -> ModelOutput:
+def _rating_output(prediction: Tensor, batch: Batch, penalty: Tensor | None = None) -> ModelOutput:
+    """``prediction``, and with the batch's ratings ``loss``: the MSE plus ``penalty`` [B]
+    (the per-rating L2 penalty of the module docstring), averaged over the batch."""
     out: ModelOutput = {"prediction": prediction}
     if "rating" in batch:
         out["loss"] = F.mse_loss(prediction, batch["rating"].float())
+        if penalty is not None:
+            out["loss"] = out["loss"] + penalty.mean()
     return out
+
+
+def _squared_norm(rows: Tensor) -> Tensor:
+    """``‖row‖²`` of each row of ``rows`` [B, d] -> [B]."""
+    return rows.square().sum(dim=-1)
 
 
 class GlobalMeanConfig(BaseModel):
@@ -150,16 +178,21 @@ class GlobalMean(RecModel):
 
 
 class BiasedMFConfig(BaseModel):
-    """Biased matrix factorization."""
+    """Biased matrix factorization (0 for both λs: the unregularised model)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    factors: int = 32  # width of p_u and q_i
+    factors: int = Field(32, ge=0)  # width of p_u and q_i; 0: biases only
     init_std: float = 0.1
+    reg: float = Field(0.0, ge=0)  # λ of ‖p_u‖² + ‖q_i‖², per rating
+    bias_reg: float = Field(0.0, ge=0)  # λ of b_u² + b_i², per rating
 
 
 class BiasedMF(RecModel):
-    """``r̂ = μ + b_u + b_i + p_u · q_i`` with μ the fixed global mean."""
+    """``r̂ = μ + b_u + b_i + p_u · q_i`` with μ the fixed global mean, MSE + L2 penalty.
+
+    With ``factors: 0`` there are no factor tables at all (not empty ones: DeepSpeed
+    broadcasts every parameter, and a model should hold no parameter that cannot learn)."""
 
     def __init__(self, config: BiasedMFConfig, data_info: DataInfo) -> None:
         super().__init__()
@@ -167,18 +200,26 @@ class BiasedMF(RecModel):
         self.register_buffer("mu", torch.tensor(float(data_info.global_mean)))
         self.user_bias = nn.Embedding(data_info.n_users, 1)
         self.item_bias = nn.Embedding(data_info.n_items, 1)
-        self.user_factors = nn.Embedding(data_info.n_users, config.factors)
-        self.item_factors = nn.Embedding(data_info.n_items, config.factors)
         nn.init.zeros_(self.user_bias.weight)
         nn.init.zeros_(self.item_bias.weight)
-        nn.init.normal_(self.user_factors.weight, std=config.init_std)
-        nn.init.normal_(self.item_factors.weight, std=config.init_std)
+        self.user_factors: nn.Embedding | None = None
+        self.item_factors: nn.Embedding | None = None
+        if config.factors > 0:
+            self.user_factors = nn.Embedding(data_info.n_users, config.factors)
+            self.item_factors = nn.Embedding(data_info.n_items, config.factors)
+            nn.init.normal_(self.user_factors.weight, std=config.init_std)
+            nn.init.normal_(self.item_factors.weight, std=config.init_std)
 
     def forward(self, batch: Batch, phase: str = ALL_PHASES) -> ModelOutput:
         user, item = batch["user_idx"], batch["item_idx"]
-        dot = (self.user_factors(user) * self.item_factors(item)).sum(dim=-1)
-        bias = self.user_bias(user).squeeze(-1) + self.item_bias(item).squeeze(-1)
-        return _rating_output(self.mu + bias + dot, batch)
+        b_u, b_i = self.user_bias(user).squeeze(-1), self.item_bias(item).squeeze(-1)
+        prediction = self.mu + b_u + b_i
+        penalty = self.config.bias_reg * (b_u.square() + b_i.square())
+        if self.user_factors is not None and self.item_factors is not None:
+            p_u, q_i = self.user_factors(user), self.item_factors(item)
+            prediction = prediction + (p_u * q_i).sum(dim=-1)
+            penalty = penalty + self.config.reg * (_squared_norm(p_u) + _squared_norm(q_i))
+        return _rating_output(prediction, batch, penalty)
 
 
 class DeepCoNNConfig(ReviewCNNConfig):
@@ -232,6 +273,11 @@ class NeuralCF(nn.Module):
         mlp = self.mlp(torch.cat([self.user_mlp(user), self.item_mlp(item)], dim=-1))
         return torch.cat([gmf, mlp], dim=-1)
 
+    def squared_norms(self, user: Tensor, item: Tensor) -> Tensor:
+        """``‖u_g‖² + ‖i_g‖² + ‖u_m‖² + ‖i_m‖²`` of each pair's embedding rows -> [B]."""
+        gmf = _squared_norm(self.user_gmf(user)) + _squared_norm(self.item_gmf(item))
+        return gmf + _squared_norm(self.user_mlp(user)) + _squared_norm(self.item_mlp(item))
+
 
 class NCFConfig(BaseModel):
     """NeuMF for rating prediction (paper: 3 MLP layers; factors in {8, 16, 32, 64})."""
@@ -240,10 +286,11 @@ class NCFConfig(BaseModel):
 
     factors: int = 32  # predictive factors f: GMF width and last MLP layer
     mlp_layers: int = 3
+    reg: float = Field(0.0, ge=0)  # λ of the pair's embedding rows' squared norms, per rating
 
 
 class NCF(RecModel):
-    """NeuMF with a linear output for ratings: ``r̂ = h · [l_g; l_m] + b``, MSE."""
+    """NeuMF with a linear output for ratings: ``r̂ = h · [l_g; l_m] + b``, MSE + L2 penalty."""
 
     def __init__(self, config: NCFConfig, data_info: DataInfo) -> None:
         super().__init__()
@@ -255,8 +302,10 @@ class NCF(RecModel):
         nn.init.constant_(self.predict.bias, data_info.global_mean)
 
     def forward(self, batch: Batch, phase: str = ALL_PHASES) -> ModelOutput:
-        features = self.branches(batch["user_idx"], batch["item_idx"])
-        return _rating_output(self.predict(features).squeeze(-1), batch)
+        user, item = batch["user_idx"], batch["item_idx"]
+        prediction = self.predict(self.branches(user, item)).squeeze(-1)
+        penalty = self.config.reg * self.branches.squared_norms(user, item)
+        return _rating_output(prediction, batch, penalty)
 
 
 def _rating_spec(

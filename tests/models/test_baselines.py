@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from pydantic import ValidationError
 from real_batch import compact_vocabulary, one_thread  # noqa: F401
 
-from rayrec.models.base import RecModel
+from rayrec.eval.metrics import Evaluation
+from rayrec.models.base import DataInfo, RecModel
 from rayrec.models.baselines import (
     NCF,
     BiasedMF,
@@ -100,3 +102,133 @@ def test_global_mean_fits_the_batch_mean(data_info, rating_batch, fit) -> None:
     assert after["loss"] < before["loss"]
     assert abs(model.mean.item() - ratings.mean().item()) < 0.02
     assert after["loss"] == pytest.approx(float(ratings.var(unbiased=False)), abs=1e-3)
+
+
+# ------------------------------------------------------------------------------------------
+# the L2 penalty of the id models (rayrec.models.baselines docstring)
+# ------------------------------------------------------------------------------------------
+
+TINY = DataInfo(
+    n_users=3,
+    n_items=2,
+    n_domains=1,
+    vocab_size=10,
+    pad_token_id=0,
+    global_mean=4.0,
+    max_len=4,
+    reviews_per_doc=1,
+)
+TINY_BATCH = {
+    "user_idx": torch.tensor([0, 1, 0]),
+    "item_idx": torch.tensor([0, 1, 1]),
+    "rating": torch.tensor([4.0, 3.0, 5.0]),
+}
+
+
+def _tiny_mf(**params) -> BiasedMF:
+    """A biased MF on 3 users x 2 items with weights set by hand."""
+    model = BiasedMF(BiasedMFConfig(**params), TINY)
+    with torch.no_grad():
+        model.user_bias.weight.copy_(torch.tensor([[0.5], [-1.0], [0.0]]))
+        model.item_bias.weight.copy_(torch.tensor([[0.25], [0.0]]))
+        if params.get("factors", 32) > 0:
+            model.user_factors.weight.copy_(torch.tensor([[1.0, 0.0], [0.5, 0.5], [0.0, 0.0]]))
+            model.item_factors.weight.copy_(torch.tensor([[0.0, 2.0], [1.0, -1.0]]))
+    return model
+
+
+def test_biased_mf_loss_is_mse_plus_the_documented_penalty() -> None:
+    model = _tiny_mf(factors=2, reg=0.1, bias_reg=0.2)
+    out = model(TINY_BATCH)
+    # pair (u0, i0): 4 + 0.5 + 0.25 + (1·0 + 0·2) = 4.75, rating 4
+    # pair (u1, i1): 4 - 1 + 0 + (0.5·1 + 0.5·-1) = 3.0, rating 3
+    # pair (u0, i1): 4 + 0.5 + 0 + (1·1 + 0·-1) = 5.5, rating 5
+    assert out["prediction"].tolist() == pytest.approx([4.75, 3.0, 5.5])
+    mse = (0.75**2 + 0.0 + 0.5**2) / 3
+    # bias_reg (b_u² + b_i²) and reg (|p_u|² + |q_i|²), per pair
+    biases = [0.5**2 + 0.25**2, 1.0**2 + 0.0, 0.5**2 + 0.0]
+    factors = [1.0 + 4.0, 0.5 + 2.0, 1.0 + 2.0]
+    penalty = sum(0.2 * b + 0.1 * f for b, f in zip(biases, factors, strict=True)) / 3
+    assert out["loss"].item() == pytest.approx(mse + penalty)
+
+
+def test_biased_mf_with_zero_factors_is_biases_only(data_info, rating_batch, fit) -> None:
+    model = _tiny_mf(factors=0, bias_reg=0.2)
+    assert {name for name, _ in model.named_parameters()} == {
+        "user_bias.weight",
+        "item_bias.weight",
+    }
+    out = model(TINY_BATCH)
+    assert out["prediction"].tolist() == pytest.approx([4.75, 3.0, 4.5])
+    mse = (0.75**2 + 0.0 + 0.5**2) / 3
+    penalty = 0.2 * ((0.5**2 + 0.25**2) + 1.0 + 0.5**2) / 3
+    assert out["loss"].item() == pytest.approx(mse + penalty)
+    # and it learns from real data: biases alone cut the loss on a real batch
+    torch.manual_seed(0)
+    before, after = fit(
+        BiasedMF(BiasedMFConfig(factors=0), data_info), rating_batch, steps=100, lr=5e-2
+    )
+    assert after["loss"] < 0.8 * before["loss"], (before, after)
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [("biased_mf", {"reg": 0.05}), ("biased_mf", {"bias_reg": 0.05}), ("ncf", {"reg": 0.05})],
+)
+def test_penalty_raises_the_loss_not_the_prediction(name, params, data_info, rating_batch) -> None:
+    plain, penalised = _build(name, data_info), _build(name, data_info, **params)
+    if name == "biased_mf":  # biases start at 0, where their penalty is 0: move them
+        with torch.no_grad():
+            plain.user_bias.weight.normal_(std=0.3)
+            plain.item_bias.weight.normal_(std=0.3)
+    penalised.load_state_dict(plain.state_dict())
+    a, b = plain(rating_batch), penalised(rating_batch)
+    assert torch.equal(a["prediction"], b["prediction"])
+    assert b["loss"].item() > a["loss"].item()
+
+
+def test_ncf_penalty_is_the_rows_squared_norms(data_info, rating_batch) -> None:
+    model = _build("ncf", data_info, reg=0.5)
+    with torch.no_grad():
+        out = model(rating_batch)
+    user, item = rating_batch["user_idx"], rating_batch["item_idx"]
+    branches = model.branches
+    norms = sum(
+        table.weight.detach()[ids].pow(2).sum(dim=1)
+        for table, ids in (
+            (branches.user_gmf, user),
+            (branches.item_gmf, item),
+            (branches.user_mlp, user),
+            (branches.item_mlp, item),
+        )
+    )
+    mse = float(((out["prediction"] - rating_batch["rating"]) ** 2).mean())
+    assert out["loss"].item() == pytest.approx(mse + 0.5 * float(norms.mean()), rel=1e-5)
+    assert out["loss"].item() > mse
+
+
+def test_evaluation_of_a_penalised_model_is_the_plain_mse(data_info, rating_batch) -> None:
+    """Validation and test metrics read predictions: the penalty is a training term only."""
+    model = _build("biased_mf", data_info, reg=1.0, bias_reg=1.0).eval()
+    with torch.no_grad():
+        out = model(rating_batch)
+    evaluation = Evaluation("rating")
+    evaluation.update(rating_batch, out)
+    clipped = out["prediction"].clamp(1.0, 5.0)
+    mse = float(((clipped - rating_batch["rating"]) ** 2).mean())
+    assert evaluation.result()["mse"] == pytest.approx(mse, rel=1e-6)
+    assert out["loss"].item() > mse + 0.5  # 32 factors of N(0, 0.1²) per side: ~0.64
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        (BiasedMFConfig, "factors"),
+        (BiasedMFConfig, "reg"),
+        (BiasedMFConfig, "bias_reg"),
+        (NCFConfig, "reg"),
+    ],
+)
+def test_negative_sizes_and_penalties_are_refused(config, field) -> None:
+    with pytest.raises(ValidationError, match=field):
+        config(**{field: -1})

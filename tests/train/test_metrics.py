@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from rayrec.eval.metrics import Evaluation, ranking_sums
+from rayrec.eval.metrics import RATING_RANGE, Evaluation, ranking_sums
 
 
 def test_rating_metrics_and_sentiment_accuracy() -> None:
@@ -26,6 +26,18 @@ def test_rating_metrics_and_sentiment_accuracy() -> None:
     assert result["rmse"] == pytest.approx(math.sqrt(5 / 3))
     assert result["mae"] == pytest.approx(1.0)
     assert result["sentiment_acc"] == pytest.approx(3 / 5)
+
+
+def test_rating_predictions_are_clipped_to_the_star_scale() -> None:
+    """6 against 5 and -1 against 1 score 0 once clipped to [1, 5]; 4.5 against 5 is kept."""
+    assert RATING_RANGE == (1.0, 5.0)
+    evaluation = Evaluation("rating")
+    evaluation.update(
+        {"rating": torch.tensor([5.0, 1.0, 5.0])}, {"prediction": torch.tensor([6.0, -1.0, 4.5])}
+    )
+    result = evaluation.result()
+    assert result["mse"] == pytest.approx(0.25 / 3)
+    assert result["mae"] == pytest.approx(0.5 / 3)
 
 
 def test_ranking_ranks_ties_against_the_positive() -> None:
