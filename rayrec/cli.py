@@ -1,4 +1,4 @@
-"""The ``rayrec`` console script: ``prepare``, ``train``, ``tune`` and ``demo``.
+"""The ``rayrec`` console script: ``prepare``, ``encode``, ``train``, ``tune`` and ``demo``.
 
 Every job in ``jobs/`` is this command line with its sub-command fixed (``jobs/train_sifn.py``
 is ``rayrec train sifn``), so ``ray job submit -- python jobs/train_sifn.py --epochs 3`` and
@@ -99,6 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--max-concurrent", type=int, default=None)
     tune.add_argument("--resume", metavar="NAME", help="resume the sweep with this name")
 
+    encode = sub.add_parser(
+        "encode", help="build the review-state store (encoder states of every review, once)"
+    )
+    encode.add_argument("model", choices=TRAINABLE_MODELS)
+    encode.add_argument("--data", required=True, help="prepared dataset (local dir or s3://)")
+    encode.add_argument("--config", help="YAML config (default: the model's preset)")
+    encode.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides")
+    encode.add_argument("--pretrained", help="U-BERT pretraining weights (ubert_finetune)")
+    encode.add_argument("--use-gpu", action="store_true", help="one GPU per encoder actor")
+    encode.add_argument("--threads", type=int, help="torch threads per CPU actor (default: all)")
+
     demo = sub.add_parser(
         "demo", help="U-BERT pretraining then fine-tuning on the embedded corpus, vs baselines"
     )
@@ -121,6 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from rayrec.tune.cli import run_tune
 
             return run_tune(args)
+        if args.command == "encode":
+            from rayrec.encode.cli import run_encode
+
+            return run_encode(args)
         from rayrec.train.demo import run_demo
 
         return run_demo(args)

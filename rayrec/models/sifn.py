@@ -25,17 +25,22 @@ Adam with lr 1e-3. Ablations (section 3.4) map to config switches: ``review_atte
 Readings of what the paper leaves open:
 
 * BERT is frozen by default (``freeze_backbone``): the heads train with lr 1e-3, far above a
-  BERT fine-tuning rate. ``freeze_backbone=False`` fine-tunes it.
-  Frozen, BERT's token states of a review never change: ``review_states`` (a directory
-  written by :mod:`rayrec.tune.encodings`, as sweeps do) makes the model read them
-  precomputed by review id instead of running BERT (no backbone is built then).
+  BERT fine-tuning rate. ``freeze_backbone=False`` fine-tunes it, ``trainable_layers=N``
+  fine-tunes its top N layers only (not in the paper: a cost trade-off).
+  Frozen, BERT's token states of a review never change: ``review_states`` (a review-state
+  store, :mod:`rayrec.encode.store`, attached by the training driver) makes the model read
+  them by review id instead of running BERT (no backbone is built then); with
+  ``trainable_layers`` the store holds the frozen lower layers' output and only the top N run.
+  Fine-tuned, each distinct review of a batch is encoded once
+  (:class:`~rayrec.models.encoders.ReviewEncoder`).
 * Sizes: ``k`` in eq. 5-9 is the id embedding size (16): ``W_o`` maps ``[s_j ; e_id]`` of size
   ``d_bert + k`` to ``k``, so that ``d^U + e^U_id`` in eq. 9 closes.
-* ``e_id`` in ``o_j`` (eq. 6) is the embedding of the *other* party of review j: for a user
-  document the item the review is about (``user_review_item_idx``), for an item document the
-  user who wrote it (``item_review_user_idx``), as NARRE does; eq. 6 as printed concatenates
-  the document owner's own id, which is the same for all j. The other party's embedding is
-  read from the same id tables as ``e^U_id`` / ``e^I_id`` (the paper defines one per side).
+* ``e_id`` in ``o_j`` (eq. 6) is by default (``review_id="other"``) the embedding of the
+  *other* party of review j: for a user document the item the review is about
+  (``user_review_item_idx``), for an item document the user who wrote it
+  (``item_review_user_idx``), as NARRE does. ``review_id="owner"`` is eq. 6 as printed: the
+  document owner's own id, the same for all j. Either is read from the same id tables as
+  ``e^U_id`` / ``e^I_id`` (the paper defines one per side).
 * Eq. 4 prints ``softmax(s)``; a linear layer ``s -> 3`` precedes the softmax. The word
   attention and the classifier are shared by user and item reviews ("we use the same
   method"); ``W_o`` and the review attention have separate user and item weights.
@@ -45,8 +50,10 @@ Readings of what the paper leaves open:
   ``W_f`` in ``R^{k x k}`` projecting the user side into the item side's space, which is what
   the text says W_f does. Without fusion (SIFN_fn) the ``W f`` term of eq. 9 is dropped.
 * SIFN_in: an FM over the fields ``z = (d^U, e^U_id, d^I, e^I_id[, f])``, each a k-vector:
-  ``y = w0 + w . concat(z) + Σ_{a<b} <z_a, z_b>``, which replaces ``w_r · p``; user and item
-  biases are kept.
+  ``y = w0 + w . concat(z) + c Σ_{a<b} <z_a, z_b>``, which replaces ``w_r · p``; user and item
+  biases are kept. ``w`` and the scale ``c`` of the pairwise term start at 0 (``w0`` at the
+  global mean) so that SIFN_in, like SIFN, starts at the global mean: over N(0, 1) id
+  embeddings the pairwise term alone puts the first predictions ±10 stars off.
 * Dropout 0.2 on each review vector ``s_j`` and on ``p``. The global bias starts at the data's
   global mean rating and ``w_r`` at zero (the paper gives no initialisation), so an untrained
   model predicts the global mean: with a random ``w_r`` the N(0, 1) id embeddings in ``p``
@@ -61,11 +68,12 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
+from rayrec.encode.store import StateStore
 from rayrec.models.base import ALL_PHASES, Batch, DataInfo, ModelOutput, ModelSpec, RecModel
-from rayrec.models.encoders import ReviewEncoder, ReviewStateCache, build_bert
+from rayrec.models.encoders import ReviewEncoder, build_bert
 from rayrec.models.layers import AttentionPool, masked_mean
 
 N_SENTIMENTS = 3  # 0 negative, 1 neutral, 2 positive
@@ -88,12 +96,20 @@ class SIFNConfig(BaseModel):
     interaction: Literal["interactive", "fm"] = "interactive"  # "fm": SIFN_in
     return_attention: bool = False  # add word and review attention (Figure 3) to outputs;
     # a batch can also ask for them with a truthy "return_attention" entry
-    review_states: str | None = None  # precomputed frozen-backbone states (see the docstring)
+    trainable_layers: int | None = Field(None, ge=0)  # partial fine-tuning (needs
+    # freeze_backbone false): only the top N BERT layers train
+    review_id: Literal["other", "owner"] = "other"  # e_id of eq. 6 (see the docstring)
+    review_states: str | None = None  # review-state store (rayrec.encode.store) of the
+    # frozen layers; set by the training driver (rayrec.encode.plan)
 
     @model_validator(mode="after")
     def _check_states(self) -> SIFNConfig:
-        if self.review_states is not None and not self.freeze_backbone:
-            raise ValueError("review_states holds frozen-backbone states: needs freeze_backbone")
+        if self.trainable_layers is not None and self.freeze_backbone:
+            raise ValueError("trainable_layers is partial fine-tuning: set freeze_backbone false")
+        if self.review_states is not None and not (
+            self.freeze_backbone or self.trainable_layers is not None
+        ):
+            raise ValueError("review_states holds frozen-encoder states: the encoder trains")
         return self
 
 
@@ -119,17 +135,23 @@ class SIFN(RecModel):
         super().__init__()
         self.config = config
         self.review_encoder: ReviewEncoder | None = None
-        self.review_states: ReviewStateCache | None = None
-        if config.review_states is not None:
-            self.review_states = ReviewStateCache(config.review_states)
-            d = self.review_states.dim
+        self.review_states: StateStore | None = None
+        store = StateStore(config.review_states) if config.review_states else None
+        if store is not None and config.freeze_backbone:  # the store replaces BERT entirely
+            self.review_states = store
+            d = store.dim
         else:
             bert = build_bert(
                 config.backbone,
                 gradient_checkpointing=config.gradient_checkpointing,
                 add_pooling_layer=False,
             )
-            self.review_encoder = ReviewEncoder(bert, frozen=config.freeze_backbone)
+            self.review_encoder = ReviewEncoder(
+                bert,
+                frozen=config.freeze_backbone,
+                trainable_layers=config.trainable_layers,
+                store=store,
+            )
             d = bert.config.hidden_size
         k = config.id_dim
         # sentiment learner, shared by user and item reviews
@@ -149,6 +171,7 @@ class SIFN(RecModel):
         else:
             self.fused_proj = None
             self.rating_head = nn.Linear(n_fields * k, 1)  # FM: w and w0
+            self.fm_scale = nn.Parameter(torch.zeros(1))  # of the pairwise term (docstring)
         nn.init.zeros_(self.rating_head.weight)  # start at the global mean (module docstring)
         nn.init.constant_(self.rating_head.bias, data_info.global_mean)
         self.user_bias = nn.Embedding(data_info.n_users, 1)
@@ -163,7 +186,7 @@ class SIFN(RecModel):
             fields = [d_u, e_u, d_i, e_i] + ([fused] if fused is not None else [])
             stacked = torch.stack(fields, dim=1)  # [B, F, k]
             pairwise = 0.5 * (stacked.sum(1).pow(2) - stacked.pow(2).sum(1)).sum(-1)
-            return self.rating_head(stacked.flatten(1)).squeeze(-1) + pairwise
+            return self.rating_head(stacked.flatten(1)).squeeze(-1) + self.fm_scale * pairwise
         p = (d_u + e_u) * (d_i + e_i)
         if self.fused_proj is not None:
             p = p + self.fused_proj(fused)
@@ -184,11 +207,18 @@ class SIFN(RecModel):
 
         # rating learner
         e_u, e_i = self.user_id(batch["user_idx"]), self.item_id(batch["item_idx"])
+        m = review_mask.shape[-1]
+        if self.config.review_id == "owner":  # eq. 6 as printed: the document owner's id
+            user_review_ids = e_u[:, None].expand(-1, m, -1)
+            item_review_ids = e_i[:, None].expand(-1, m, -1)
+        else:  # the other party of each review (NARRE's reading)
+            user_review_ids = self.item_id(batch["user_review_item_idx"])
+            item_review_ids = self.user_id(batch["item_review_user_idx"])
         d_u, user_review_attention = self.user_tower(
-            reviews[:, 0], self.item_id(batch["user_review_item_idx"]), review_mask[:, 0]
+            reviews[:, 0], user_review_ids, review_mask[:, 0]
         )
         d_i, item_review_attention = self.item_tower(
-            reviews[:, 1], self.user_id(batch["item_review_user_idx"]), review_mask[:, 1]
+            reviews[:, 1], item_review_ids, review_mask[:, 1]
         )
         prediction = (
             self._score(d_u, e_u, d_i, e_i)
@@ -214,10 +244,10 @@ class SIFN(RecModel):
 
     def _token_states(self, batch: Batch, token_mask: Tensor) -> Tensor:
         """BERT's last-layer states of every review slot: computed, or read precomputed."""
+        review_ids = torch.stack([batch["user_review_ids"], batch["item_review_ids"]], dim=1)
         if self.review_states is None:
             input_ids = torch.stack([batch["user_input_ids"], batch["item_input_ids"]], dim=1)
-            return self.review_encoder(input_ids, token_mask).hidden
-        review_ids = torch.stack([batch["user_review_ids"], batch["item_review_ids"]], dim=1)
+            return self.review_encoder(input_ids, token_mask, review_ids).hidden
         states = self.review_states.gather(review_ids, token_mask.shape[-1])
         return states.to(token_mask.device, self.sentiment_head.weight.dtype)
 

@@ -53,6 +53,17 @@ Readings of what the paper leaves open:
   settings keep the same with the original BERT").
 * U-BERT P- (no pre-training) is ``UBertFinetune`` with ``pretrained=None``: the backbone
   comes from plain BERT weights, user embeddings and encoders are freshly initialised.
+
+Partial fine-tuning (``trainable_layers=N``, not in the paper, which fine-tunes every layer;
+the paper presets leave it unset): the embeddings and the lower ``n - N`` BERT layers are
+frozen (eval mode, no gradient), only the top N layers, the entity encoders, co-matching and
+heads train. In fine-tuning the frozen part's output is read from a review-state store
+(``review_states``, keyed by the pre-trained weights' sha256 as well) instead of being
+computed; in pre-training it is computed (the masked opinion tokens change a review's input
+in every step, so there is nothing to cache), without gradient. What it changes: the lower
+layers keep the pre-trained (or plain BERT) weights, so the review encoder adapts to the
+domain less; the rating heads see the same structure. Each distinct review of a batch is
+encoded once (:class:`~rayrec.models.encoders.ReviewEncoder`).
 """
 
 from __future__ import annotations
@@ -63,11 +74,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from rayrec.data.storage import local_copy
+from rayrec.encode.store import StateStore
 from rayrec.models.base import ALL_PHASES, Batch, DataInfo, ModelOutput, ModelSpec, RecModel
 from rayrec.models.encoders import ReviewEncoder, build_bert
 from rayrec.models.layers import Attn, CoMatching, Fuse
@@ -169,6 +181,7 @@ class UBertPretrainConfig(BaseModel):
     gradient_checkpointing: bool = False
     beta: float = 3.0  # weight of the opinion rating loss (eq. 9)
     dropout: float = 0.1
+    trainable_layers: int | None = Field(None, ge=0)  # only the top N BERT layers train
 
 
 class UBertPretrain(RecModel):
@@ -182,7 +195,9 @@ class UBertPretrain(RecModel):
             gradient_checkpointing=config.gradient_checkpointing,
             add_pooling_layer=False,
         )
-        self.review_encoder = ReviewEncoder(bert, frozen=config.freeze_backbone)
+        self.review_encoder = ReviewEncoder(
+            bert, frozen=config.freeze_backbone, trainable_layers=config.trainable_layers
+        )
         self.user_embedding, self.domain_embedding, self.user_encoder = _user_side(
             bert, data_info, config.dropout
         )
@@ -239,6 +254,9 @@ class UBertFinetuneConfig(BaseModel):
     freeze_backbone: bool = False
     gradient_checkpointing: bool = False
     dropout: float = 0.1
+    trainable_layers: int | None = Field(None, ge=0)  # only the top N BERT layers train
+    review_states: str | None = None  # review-state store of the frozen layers (set by the
+    # training driver, rayrec.encode.plan)
     return_attention: bool = False  # add the co-matching attention maps (Figure 5) to outputs;
     # a batch can also ask for them with a truthy "return_attention" entry
 
@@ -266,7 +284,12 @@ class UBertFinetune(RecModel):
             gradient_checkpointing=config.gradient_checkpointing,
             add_pooling_layer=False,
         )
-        self.review_encoder = ReviewEncoder(bert, frozen=config.freeze_backbone)
+        self.review_encoder = ReviewEncoder(
+            bert,
+            frozen=config.freeze_backbone,
+            trainable_layers=config.trainable_layers,
+            store=StateStore(config.review_states) if config.review_states else None,
+        )
         self.user_embedding, self.domain_embedding, self.user_encoder = _user_side(
             bert, data_info, config.dropout
         )
@@ -325,6 +348,7 @@ class UBertFinetune(RecModel):
         states = self.review_encoder(
             torch.cat([batch["user_input_ids"], batch["item_input_ids"]], dim=1),
             torch.cat([user_mask, item_mask], dim=1),
+            review_ids(batch),
         ).hidden
         # Ŝ^u, Ŝ^i: row-wise concatenation of each document's review token states
         s_u, s_i = (s.reshape(b, -1, self.review_encoder.dim) for s in states.split(m, dim=1))
@@ -352,6 +376,13 @@ class UBertFinetune(RecModel):
         return out
 
 
+def review_ids(batch: Batch) -> Tensor | None:
+    """``[B, 2M]`` ids of the user's, then the item's review slots, if the batch has them."""
+    if "user_review_ids" not in batch:
+        return None
+    return torch.cat([batch["user_review_ids"], batch["item_review_ids"]], dim=1)
+
+
 UBERT_PRETRAIN_SPEC = ModelSpec(
     name="ubert_pretrain",
     model_cls=UBertPretrain,
@@ -374,6 +405,7 @@ UBERT_FINETUNE_SPEC = ModelSpec(
         ("user_idx", "item_idx", "rating")
         + ("user_input_ids", "user_attention_mask", "user_review_mask")
         + ("item_input_ids", "item_attention_mask", "item_review_mask")
+        + ("user_review_ids", "item_review_ids")  # each review once per step; the store
     ),
     task="rating",
     metrics=("mse", "rmse", "mae"),

@@ -1,9 +1,10 @@
 """The driver side of a run: a ``TorchTrainer`` around the training loop, and ``results.json``.
 
-``fit(cfg)`` reads the prepared dataset's manifest, builds the training Ray dataset
-(:mod:`rayrec.train.datasets`), and runs ``TorchTrainer(ScalingConfig(num_workers, use_gpu,
-resources_per_worker), RunConfig(name, storage_path, FailureConfig(max_failures),
-CheckpointConfig(keep the best by the model's default metric)))``. The run directory is
+``fit(cfg)`` reads the prepared dataset's manifest, counts the training rows (every worker
+reads the training table itself, :mod:`rayrec.train.datasets`) and runs
+``TorchTrainer(ScalingConfig(num_workers, use_gpu, resources_per_worker), RunConfig(name,
+storage_path, FailureConfig(max_failures), CheckpointConfig(keep the best by the model's
+default metric)))``. The run directory is
 ``<storage>/<name>`` (local or s3://); running again with the same name and storage resumes
 the run from its latest checkpoint (Ray Train restores its checkpoint state from storage).
 
@@ -30,9 +31,10 @@ from ray.train.torch import TorchTrainer
 import rayrec
 from rayrec.data import storage
 from rayrec.data.prepared import MANIFEST, PreparedDataset
+from rayrec.encode.plan import attach_store
 from rayrec.models.registry import get_model_spec
 from rayrec.train.config import TrainConfig
-from rayrec.train.datasets import train_dataset, train_rows
+from rayrec.train.datasets import train_rows
 from rayrec.train.loop import FINAL_FILE, train_loop_per_worker
 
 RESULTS_FILE = "results.json"
@@ -123,7 +125,7 @@ def fit(
         print(warning, flush=True)
     spec = get_model_spec(cfg.model.name)
     dataset = PreparedDataset(data_uri)
-    train = train_dataset(spec, dataset, cfg.data)
+    cfg, review_states = attach_store(cfg, dataset.uri, dataset.manifest)
     rows = {"train": train_rows(spec, dataset, cfg.data)}
     name, root = run_name(cfg), run_storage(cfg)
     output = storage.join(root, name)
@@ -153,7 +155,6 @@ def fit(
                 checkpoint_score_order=spec.metric_mode,
             ),
         ),
-        datasets={"train": train},
     )
     result = trainer.fit()
     final = storage.read_json(storage.join(output, FINAL_FILE))
@@ -176,6 +177,7 @@ def fit(
         "wall_seconds": wall,
         "history": final.get("history", []),
         "rows": rows,
+        "review_states": review_states,
         "data": {
             "uri": dataset.uri,
             "manifest_sha256": storage.sha256(dataset.path(MANIFEST)),

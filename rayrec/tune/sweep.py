@@ -6,7 +6,6 @@ Layout of a sweep ``<storage>/<name>/`` (local or s3://):
 * ``sweep.json``: what the sweep was started with (model, data, base config, swept keys,
   metric, scheduler, search), read back by ``--resume NAME``;
 * ``runs/<trial id>/``: each trial's training run (checkpoints, ``results.json``);
-* ``encodings/``: the frozen encoder's review states (:mod:`rayrec.tune.encodings`);
 * ``trials.csv``, ``trials.md``, ``best.yaml`` (:mod:`rayrec.tune.report`), rewritten at the
   end of every invocation, also after an interruption.
 
@@ -60,8 +59,8 @@ class SweepSpec:
     scheduler: str = "asha"
     search: str = "random"
     max_concurrent: int | None = None
-    encodings: str | None = None  # review states every trial reads (frozen encoder)
-    encode_seconds: float | None = None  # time the encoder pass took
+    encodings: str | None = None  # the review-state store every trial reads (frozen encoder)
+    encode_seconds: float | None = None  # time the store took to build (0: it existed)
 
     @property
     def epochs(self) -> int:
@@ -130,18 +129,17 @@ def trainable(spec: SweepSpec, directory: str) -> Any:
     return tune.with_resources(bound, TRIAL_RESOURCES)
 
 
-def prepare_encodings(spec: SweepSpec, space: SearchSpace, directory: str) -> str:
-    """Encode the reviews once for the sweep if the frozen-encoder path applies; a note."""
+def prepare_encodings(spec: SweepSpec, space: SearchSpace) -> str:
+    """Attach the review-state store every trial reads, if the frozen-encoder path applies;
+    a note."""
     cfg = TrainConfig.model_validate(spec.base)
-    blocker = cache_blocker(cfg, space)
+    blocker = cache_blocker(cfg, space, spec.data_uri)
     if blocker is not None:
         return f"review states are encoded by every trial: {blocker}"
-    spec.encodings, meta = ensure_encodings(cfg, spec.data_uri, directory)
-    spec.encode_seconds = meta["seconds"]
-    return (
-        f"review states: {meta['reviews']} reviews x {meta['max_len']} tokens encoded once "
-        f"in {meta['seconds']:.1f} s ({spec.encodings}); trials read them"
-    )
+    spec.encodings, info = ensure_encodings(cfg, spec.data_uri)
+    spec.encode_seconds = info["seconds"]
+    how = f"built in {info['seconds']:.1f} s" if info["built"] else "found"
+    return f"review states: one store for every trial ({how}): {spec.encodings}"
 
 
 def start(
@@ -157,7 +155,7 @@ def start(
         raise CliError(f"sweep {name!r} exists under {storage_root}: pass --resume {name}")
     check_cluster(spec)
     concurrency = max_concurrent_trials(TrainConfig.model_validate(spec.base), spec.max_concurrent)
-    print(prepare_encodings(spec, space, directory), flush=True)
+    print(prepare_encodings(spec, space), flush=True)
     storage.write_json(storage.join(directory, SWEEP_FILE), asdict(spec))
     tuner = tune.Tuner(
         trainable(spec, directory),

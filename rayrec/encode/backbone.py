@@ -1,0 +1,57 @@
+"""The backbone a store's states come from: a BERT source, optionally with U-BERT pre-trained
+weights in place of its own (U-BERT fine-tuning starts from the pre-trained review encoder)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rayrec.data import storage
+from rayrec.models.encoders import TINY_CONFIG, build_bert
+
+if TYPE_CHECKING:
+    from transformers import BertModel
+
+PRETRAINED_PREFIX = "review_encoder.bert."  # UBertPretrain's backbone in its state_dict
+
+
+def weights_file(pretrained: str) -> str:
+    """The ``model.safetensors`` of a U-BERT pre-training run (a file or its directory)."""
+    if pretrained.endswith(".safetensors"):
+        return pretrained
+    return storage.join(pretrained, "model.safetensors")
+
+
+def pretrained_sha256(pretrained: str | None) -> str | None:
+    return storage.sha256(weights_file(pretrained)) if pretrained else None
+
+
+def backbone_shape(source: str) -> tuple[int, int]:
+    """``(transformer layers, hidden width)`` of backbone ``source``, from its config only."""
+    if source == "tiny":
+        return int(TINY_CONFIG["num_hidden_layers"]), int(TINY_CONFIG["hidden_size"])
+    from transformers import AutoConfig
+
+    from rayrec.models.encoders import tokenizer_source
+
+    config = AutoConfig.from_pretrained(tokenizer_source(source))
+    return int(config.num_hidden_layers), int(config.hidden_size)
+
+
+def load_backbone(source: str, pretrained: str | None = None) -> BertModel:
+    """BERT ``source`` without pooler, frozen, with U-BERT pre-trained weights if given."""
+    bert = build_bert(source, frozen=True, add_pooling_layer=False)
+    if pretrained:
+        from safetensors.torch import load_file
+
+        file = storage.local_copy(weights_file(pretrained))
+        tensors = load_file(Path(file))
+        own = {
+            k.removeprefix(PRETRAINED_PREFIX): v
+            for k, v in tensors.items()
+            if k.startswith(PRETRAINED_PREFIX)
+        }
+        if not own:
+            raise ValueError(f"{file} holds no U-BERT review encoder ({PRETRAINED_PREFIX}*)")
+        bert.load_state_dict(own, strict=True)
+    return bert
