@@ -15,7 +15,9 @@ Everything is deterministic for a given seed:
   reviews never enter a document, so no label leaks into the inputs;
 * :func:`ranking_view`: BERT-RS's implicit feedback: training positives with one seeded
   negative each (an item the user never rated in any split), and per validation / test user
-  one held-out positive against ``n`` sampled negatives.
+  one held-out positive against ``n`` sampled negatives. Training keeps each negative row's
+  user and redraws its item every epoch (:mod:`rayrec.train.datasets`), so the training
+  negatives fix the ratio (one per positive) and who gets them, not the items.
 """
 
 from __future__ import annotations
@@ -111,13 +113,13 @@ class RankingView:
     skipped: dict[str, int]
 
 
-def _sample_unseen(
+def sample_unseen(
     rng: np.random.Generator, users: np.ndarray, n_items: int, seen: np.ndarray, count: int
 ) -> np.ndarray:
     """``[len(users), count]`` distinct items per row that the row's user has not rated.
 
     ``seen`` holds sorted codes ``user * n_items + item`` of every rated pair; every user
-    in ``users`` must have at least ``count`` unrated items (:func:`_servable`). Rejection
+    in ``users`` must have at least ``count`` unrated items (:func:`servable`). Rejection
     sampling, redrawing only the rejected cells.
     """
     out = rng.integers(0, n_items, size=(len(users), count))
@@ -135,7 +137,7 @@ def _sample_unseen(
         out[bad] = rng.integers(0, n_items, size=int(bad.sum()))
 
 
-def _servable(users: np.ndarray, n_items: int, seen: np.ndarray, count: int) -> np.ndarray:
+def servable(users: np.ndarray, n_items: int, seen: np.ndarray, count: int) -> np.ndarray:
     """Mask of the ``users`` entries with at least ``count`` items they never rated."""
     rated = np.bincount(seen // n_items, minlength=users.max(initial=-1) + 1)
     return n_items - rated[users] >= count
@@ -149,11 +151,11 @@ def ranking_view(
     seen = np.unique(user.astype(np.int64) * n_items + item)
     train = np.flatnonzero(split == 0)
     skipped = {}
-    keep = _servable(user[train], n_items, seen, 1)
+    keep = servable(user[train], n_items, seen, 1)
     skipped["train"] = int((~keep).sum())
     train = train[keep]
     train_users = user[train]
-    train_negatives = _sample_unseen(rng, train_users, n_items, seen, 1)[:, 0]
+    train_negatives = sample_unseen(rng, train_users, n_items, seen, 1)[:, 0]
     train_frame = pd.DataFrame(
         {
             "user_idx": np.concatenate([train_users, train_users]).astype(np.int32),
@@ -167,10 +169,10 @@ def ranking_view(
         rows = rows[rng.permutation(len(rows))]
         _, first = np.unique(user[rows], return_index=True)  # one positive per user, seeded
         rows = np.sort(rows[first])
-        keep = _servable(user[rows], n_items, seen, negatives)
+        keep = servable(user[rows], n_items, seen, negatives)
         skipped[name] = int((~keep).sum())
         rows = rows[keep]
-        sampled = _sample_unseen(rng, user[rows], n_items, seen, negatives)
+        sampled = sample_unseen(rng, user[rows], n_items, seen, negatives)
         held_out.append(
             pd.DataFrame(
                 {

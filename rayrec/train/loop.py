@@ -4,9 +4,9 @@ Per worker: read the prepared dataset's manifest and review index once, build th
 the registry and the engine from the config, resume from ``ray.train.get_checkpoint()`` if
 there is one (epoch and step counters continue), then per epoch:
 
-1. train on this worker's shard of "train" (``iter_batches`` in pyarrow format, local
-   shuffle seeded by ``(seed, epoch)``, tokens gathered by the collate step), every update
-   phase of the model once per batch;
+1. train on this rank's part of the epoch's global permutation of the training table
+   (:class:`~rayrec.train.datasets.TrainTable`, a function of ``(seed, epoch)``; tokens
+   gathered by the collate step), every update phase of the model once per batch;
 2. evaluate on this rank's shard of "val" (read by the worker, see
    :mod:`rayrec.train.datasets`); the metrics are all-reduced, so all ranks agree;
 3. every rank saves its part of the checkpoint and calls ``ray.train.report(metrics,
@@ -27,11 +27,9 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import ray.train
 import torch
 from ray.train import CheckpointConsistencyMode
@@ -44,7 +42,7 @@ from rayrec.models.registry import build_model, get_model_spec
 from rayrec.train.checkpoint import WEIGHTS_FILE, export_weights, read_state, write_state
 from rayrec.train.collate import Collator, TokenInfo
 from rayrec.train.config import TrainConfig
-from rayrec.train.datasets import eval_batches, eval_splits, eval_table
+from rayrec.train.datasets import eval_batches, eval_splits, eval_table, load_train_table
 from rayrec.train.engine import Engine, build_engine
 from rayrec.train.reviews import load_review_index
 from rayrec.train.schedule import Schedule
@@ -82,24 +80,6 @@ def steps_per_epoch(cfg: TrainConfig, train_rows: int, world_size: int) -> int:
     """Micro steps per epoch and worker (equal shards: every worker runs as many)."""
     steps = max(1, (train_rows // world_size) // cfg.train.batch_size)
     return min(steps, cfg.train.max_steps_per_epoch or steps)
-
-
-def _batches(
-    shard: Any, batch_size: int, limit: int | None, shuffle: int, seed: int
-) -> Iterator[pa.Table]:
-    """Up to ``limit`` pyarrow batches of a training shard, without the last partial batch
-    (every rank runs the same number of steps)."""
-    batches = shard.iter_batches(
-        batch_size=batch_size,
-        batch_format="pyarrow",
-        drop_last=True,
-        local_shuffle_buffer_size=shuffle or None,
-        local_shuffle_seed=seed if shuffle else None,
-    )
-    for i, batch in enumerate(batches):
-        if limit is not None and i >= limit:
-            break
-        yield batch
 
 
 def _format_eta(seconds: float) -> str:
@@ -162,15 +142,18 @@ class Worker:
         self.log(f"resumed after epoch {self.state['epoch']} (step {self.state['step']})")
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
-        """One pass over this worker's training shard; returns the epoch's train metrics."""
+        """One pass over this rank's part of the epoch's training rows; returns the epoch's
+        train metrics."""
         cfg, phases = self.cfg, self.engine.module.update_phases
         self.engine.module.train()
-        shard = ray.train.get_dataset_shard("train")
-        seed = cfg.train.seed * 100_003 + epoch
+        table = load_train_table(self.run["data_uri"], self.spec.task, cfg.data.pretrain_val_every)
         totals = dict.fromkeys(phases, 0.0)
         samples, n = 0, 0
-        batches = _batches(shard, cfg.train.batch_size, self.steps, cfg.train.shuffle_buffer, seed)
-        # the clock starts at the first batch: Ray Data's start-up is not training throughput
+        batches = table.batches(
+            epoch, cfg.train.seed, self.rank, self.world, cfg.train.batch_size, self.steps
+        )
+        # the clock starts at the first batch: reading the table (first epoch) and drawing
+        # the epoch's negatives are not training throughput
         started = time.perf_counter()
         for n, rows in enumerate(batches, start=1):
             if n == 1:
