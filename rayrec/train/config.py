@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rayrec.models.registry import get_model_spec
 
@@ -55,6 +55,14 @@ class DataSection(_Strict):
     # review-state store of a frozen (part of an) encoder: "auto" (<data>/review_states, built
     # on first use), "off" (encode in every step) or a root directory (rayrec.encode.plan)
     review_store: str = "auto"
+
+    @field_validator("review_store", mode="before")
+    @classmethod
+    def _store_switch(cls, value: Any) -> Any:
+        """YAML reads ``off`` / ``on`` as booleans: ``--set data.review_store=off`` works."""
+        if isinstance(value, bool):
+            return "auto" if value else "off"
+        return value
 
 
 class TrainSection(_Strict):

@@ -79,10 +79,10 @@ def test_sifn_sweep_asha_stops_early_and_best_config_trains(
     )
     assert code == 0
     out = capsys.readouterr().out
-    assert "encoded once" in out
+    assert "one store for every trial" in out
     sweep_dir = tmp_path / "lam"
     spec = json.loads((sweep_dir / "sweep.json").read_text())
-    assert spec["encodings"] and Path(spec["encodings"], "states.npy").exists()
+    assert spec["encodings"] and Path(spec["encodings"], "meta.json").exists()
     assert sorted(spec["keys"]) == ["model.params.sentiment_weight", "train.lr"]
 
     with (sweep_dir / "trials.csv").open() as f:
