@@ -81,7 +81,9 @@ class TrainSection(_Strict):
     decay_gamma: float = Field(0.99, gt=0, le=1)  # exponential: lr factor per epoch
     max_steps_per_epoch: int | None = Field(None, ge=1)  # micro steps; None: the whole shard
     max_eval_batches: int | None = Field(None, ge=1)  # per worker and evaluation
-    shuffle_buffer: int = Field(4096, ge=0)  # local shuffle of the training shard (0: none)
+    # an epoch is a seeded global permutation (rayrec.train.datasets); "item" / "user" groups
+    # the batches by that id so that they share reviews (rayrec.train.grouping): off by default
+    group_batches: Literal["none", "item", "user"] = "none"
     seed: int = 0
     log_every: int = Field(20, ge=1)  # micro steps between progress lines
 

@@ -26,7 +26,7 @@ the table, so a batch keeps the table's columns and types.
 This replaces Ray Data's streaming shard, which served each worker its rows in file order
 (Amazon dumps sorted by item, ``ranking/train`` all positives then all negatives, pretraining
 domain after domain) through a local shuffle buffer: batches clustered by item and label, and
-every epoch ended on the same rows. ``train.shuffle_buffer`` is not read any more.
+every epoch ended on the same rows.
 
 Ranking negatives (:class:`NegativeSampler`): the negative rows of ``ranking/train.parquet``
 fix how many negatives there are and whose (the prepared ratio: one per positive, for the
@@ -55,6 +55,7 @@ from rayrec.data.prepare import sample_unseen, servable
 from rayrec.data.prepared import PreparedDataset
 from rayrec.models.base import ModelSpec
 from rayrec.train.config import DataSection
+from rayrec.train.grouping import grouped_order
 from rayrec.train.reviews import SPLIT_CODES, ReviewIndex, load_review_index
 
 TABLES = {"rating": "pairs", "ranking": "ranking"}
@@ -120,12 +121,25 @@ class TrainTable:
             return self.rows
         return self.negatives.redraw(self.rows, epoch_generator(seed, epoch, NEGATIVES))
 
-    def rank_positions(self, epoch: int, seed: int, rank: int, world: int) -> np.ndarray:
-        """Row positions of rank ``rank`` of ``world`` in ``epoch``, in training order."""
+    def rank_positions(
+        self,
+        epoch: int,
+        seed: int,
+        rank: int,
+        world: int,
+        group_by: str | None = None,
+        batch_size: int = 1,
+    ) -> np.ndarray:
+        """Row positions of rank ``rank`` of ``world`` in ``epoch``, in training order
+        (``group_by`` a column: batches grouped by it, :mod:`rayrec.train.grouping`)."""
         per_rank = self.rows.num_rows // world
         if per_rank == 0:
             raise ValueError(f"{self.rows.num_rows} training rows for {world} workers")
-        order = epoch_generator(seed, epoch, PERMUTATION).permutation(self.rows.num_rows)
+        rng = epoch_generator(seed, epoch, PERMUTATION)
+        order = rng.permutation(self.rows.num_rows)
+        if group_by is not None:
+            groups = self.rows.column(group_by).to_numpy().astype(np.int64)
+            order = grouped_order(order, groups, batch_size * world, rng)
         return order[rank : per_rank * world : world]
 
     def batches(
@@ -136,12 +150,13 @@ class TrainTable:
         world: int,
         batch_size: int,
         limit: int | None = None,
+        group_by: str | None = None,
     ) -> Iterator[pa.Table]:
         """Up to ``limit`` batches of this rank in ``epoch``, without the partial last one
         (one batch of the whole part where it is smaller than a batch): as many as
         :func:`rayrec.train.loop.steps_per_epoch` counts, on every rank."""
         rows = self.epoch_rows(epoch, seed)
-        positions = self.rank_positions(epoch, seed, rank, world)
+        positions = self.rank_positions(epoch, seed, rank, world, group_by, batch_size)
         n_batches = max(1, len(positions) // batch_size)
         if limit is not None:
             n_batches = min(n_batches, limit)

@@ -149,8 +149,15 @@ class Worker:
         table = load_train_table(self.run["data_uri"], self.spec.task, cfg.data.pretrain_val_every)
         totals = dict.fromkeys(phases, 0.0)
         samples, n = 0, 0
+        group = cfg.train.group_batches
         batches = table.batches(
-            epoch, cfg.train.seed, self.rank, self.world, cfg.train.batch_size, self.steps
+            epoch,
+            cfg.train.seed,
+            self.rank,
+            self.world,
+            cfg.train.batch_size,
+            self.steps,
+            group_by=None if group == "none" else f"{group}_idx",
         )
         # the clock starts at the first batch: reading the table (first epoch) and drawing
         # the epoch's negatives are not training throughput
