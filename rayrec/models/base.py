@@ -3,8 +3,9 @@
 Every model in :mod:`rayrec.models` is an ``nn.Module`` whose ``forward`` takes one batch (a
 ``dict[str, Tensor]`` built by the collate step of :mod:`rayrec.train`) and returns a
 :class:`ModelOutput` (a plain dict): ``loss`` (scalar, present whenever the batch carries the
-labels the model trains on) and ``prediction`` (``[B]``: a rating, or a probability for
-ranking models), plus optional model-specific extras (``attention``, ``sentiment_logits``, ...).
+labels the model trains on) and ``prediction`` (``[B]``: a rating, or for ranking models the
+score candidates are ranked on, BERT-RS's logit), plus optional model-specific extras
+(``attention``, ``sentiment_logits``, ...).
 
 Batch fields (B = batch, M = review slots per user / item document, L = tokens per review).
 A model declares the fields it reads in its :class:`ModelSpec` so the collate step builds only

@@ -12,7 +12,10 @@ One row per user-item candidate (label 1 observed, 0 sampled negative):
 * GMF (eq. 9): ``l_g = u_g ∘ i_g``;
 * MLP (eq. 10-11): ReLU layers on ``[u_m; i_m]``, output ``l_m``;
 * prediction (section 3.5): ``ŷ = sigmoid(W [l_s; l_g; l_m] + b)``, binary cross-entropy
-  (eq. 12). ``prediction`` is the probability ŷ, used for ranking (HR@K, NDCG@K).
+  (eq. 12). ``prediction`` is the logit ``W [l_s; l_g; l_m] + b``, ``ŷ = sigmoid(prediction)``:
+  the ranking metrics (HR@K, NDCG@K) rank candidates on it. Ranking on ŷ loses the order of
+  confident candidates: in float32 the sigmoid is exactly 1.0 from a logit of about 17 on,
+  and :func:`~rayrec.eval.metrics.ranking_sums` counts a tie against the positive.
 
 Settings (section 4.2): 3 MLP layers and 32 predictive factors (also the GMF width), Adam with
 lr 1e-4 (the loop's), BERT-base; here the backbone is any :func:`build_bert` source (default
@@ -23,6 +26,10 @@ Readings of what the paper leaves open:
 * The text of an unobserved pair is not stated. Read as ``[CLS] user text [SEP] item text
   [SEP]`` built by the data step from the user's and the item's training reviews, never the
   pair's own review (``pair_input_ids``, ``pair_token_type_ids`` 0 / 1 for the two segments).
+  In training, both labels' texts are built the same way: each side leaves out one review,
+  a positive its own, a negative one drawn uniformly, so that the text does not tell the
+  label (:meth:`rayrec.train.collate.Collator._pair_text`). The negatives are redrawn every
+  epoch among the items the user never rated (:mod:`rayrec.train.datasets`).
 * ``b_s`` is BERT's own pooler (the paper's "pooler layer, a linear layer and a Tanh"), so
   ``b_s``, ``u_s`` and ``i_s`` are as wide as the backbone (d). With ``freeze_backbone`` the
   embeddings and transformer layers are frozen (and kept in eval mode) while the pooler,
@@ -64,7 +71,8 @@ class BertRSConfig(BaseModel):
 
 
 class BertRS(RecModel):
-    """BERT-RS: ``sigmoid(W [l_s; l_g; l_m] + b)`` over a user-item candidate."""
+    """BERT-RS: ``sigmoid(W [l_s; l_g; l_m] + b)`` over a user-item candidate (``prediction``
+    is the logit inside the sigmoid)."""
 
     def __init__(self, config: BertRSConfig, data_info: DataInfo) -> None:
         super().__init__()
@@ -102,7 +110,7 @@ class BertRS(RecModel):
         l_s = (self.user_semantic(user) * b_s) * (self.item_semantic(item) * b_s)  # eq. 8
         features = torch.cat([l_s, self.branches(user, item)], dim=-1)
         logit = self.predict(features).squeeze(-1)
-        out: ModelOutput = {"prediction": torch.sigmoid(logit)}
+        out: ModelOutput = {"prediction": logit}
         if "label" in batch:
             out["loss"] = F.binary_cross_entropy_with_logits(logit, batch["label"].float())
         return out

@@ -16,7 +16,9 @@ Interaction tables carry review ids only; tokens are gathered here from the work
   candidate per item, the held-out positive first, with ``group [B]`` naming the row each
   candidate came from. The pair text is ``[CLS] user text [SEP] item text [SEP]``: the user's
   and the item's most recent training reviews (at most M each, without their own [CLS] /
-  [SEP]), never a review of this user about this item, cut longest-first to ``pair_max_len``.
+  [SEP]), never a review of this user about this item, cut longest-first to ``pair_max_len``;
+  in training rows each side leaves out one review whatever the label
+  (:meth:`Collator._pair_text`).
 
 Only the fields the model's :class:`~rayrec.models.base.ModelSpec` lists are built. Every review
 id placed in a document is checked to be a training review (a validation or test review in a
@@ -223,7 +225,8 @@ class Collator:
             "label": torch.from_numpy(label),
         }
         if "pair_input_ids" in self.fields:
-            batch.update(self._pair_text(users, items))
+            training = "negatives" not in rows.column_names
+            batch.update(self._pair_text(users, items, leave_one_out=training))
         batch = self._keep(batch)
         batch["group"] = torch.from_numpy(group)
         return batch
@@ -241,16 +244,52 @@ class Collator:
             pieces.append(ids)
         return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
 
-    def _pair_text(self, users: np.ndarray, items: np.ndarray) -> dict[str, torch.Tensor]:
-        """``[CLS] user text [SEP] item text [SEP]`` per candidate (longest-first cut)."""
-        t, idx, m = self.tokens, self.reviews, self.tokens.reviews_per_doc
+    @staticmethod
+    def _leave_out(reviews: np.ndarray, own: np.ndarray, draw: int | None) -> np.ndarray:
+        """``reviews`` without the pair's own review (``own`` marks it); where there is none
+        and ``draw`` is given, without the review at position ``draw % len(reviews)``."""
+        if own.any():
+            return reviews[~own]
+        if draw is None or not len(reviews):
+            return reviews
+        return np.delete(reviews, draw % len(reviews))
+
+    def _pair_documents(
+        self, user: int, item: int, leave_one_out: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The review ids of a candidate's user text and item text (see :meth:`_pair_text`),
+        at most M each, most recent first."""
+        idx, m = self.reviews, self.tokens.reviews_per_doc
+        draws: list[int | None] = [None, None]
+        if leave_one_out:  # a function of the candidate: the same on every run and rank
+            draws = np.random.default_rng([self.seed, user, item]).integers(0, 1 << 62, 2).tolist()
+        user_reviews, item_reviews = idx.user_train.row(user), idx.item_train.row(item)
+        user_reviews = self._leave_out(user_reviews, idx.item_idx[user_reviews] == item, draws[0])
+        item_reviews = self._leave_out(item_reviews, idx.user_idx[item_reviews] == user, draws[1])
+        return user_reviews[:m], item_reviews[:m]
+
+    def _pair_text(
+        self, users: np.ndarray, items: np.ndarray, leave_one_out: bool
+    ) -> dict[str, torch.Tensor]:
+        """``[CLS] user text [SEP] item text [SEP]`` per candidate (longest-first cut).
+
+        The user text is the user's most recent training reviews (at most M), the item text
+        the item's, never the pair's own review. ``leave_one_out`` (rows of
+        ``ranking/train``): each side leaves out exactly one of its training reviews, the
+        pair's own review where there is one (a positive), else one drawn uniformly (a
+        negative). A user has one positive per training review, so for both labels the user
+        text is "the user's training reviews but one, drawn uniformly", and the item text
+        likewise: given the user (the item), its text has the same distribution for both
+        labels. Leaving the own review out of positives only made "a review is missing" (a
+        shorter text, with users of at most M reviews) a sign of label 1, one that never
+        holds at evaluation. Evaluation candidates leave nothing out: none has a training
+        review of its pair, so every candidate of a held-out row gets the user's full text.
+        """
+        t, idx = self.tokens, self.reviews
         budget = t.pair_max_len - 3
         sequences, segments = [], []
         for u, i in zip(users, items, strict=True):
-            user_reviews = idx.user_train.row(u)
-            user_reviews = user_reviews[idx.item_idx[user_reviews] != i][:m]
-            item_reviews = idx.item_train.row(i)
-            item_reviews = item_reviews[idx.user_idx[item_reviews] != u][:m]
+            user_reviews, item_reviews = self._pair_documents(int(u), int(i), leave_one_out)
             idx.check_train_only(np.concatenate([user_reviews, item_reviews]), "pair text")
             user_text = self._review_text(user_reviews)
             item_text = self._review_text(item_reviews)

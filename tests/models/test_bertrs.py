@@ -33,14 +33,15 @@ def test_outputs_and_gradients(data_info, candidates, assert_all_grads) -> None:
     model = _bertrs(data_info).train()
     out = model(candidates)
     assert out["prediction"].shape == (16,) and out["loss"].shape == ()
-    assert ((out["prediction"] > 0) & (out["prediction"] < 1)).all()
+    assert torch.isfinite(out["prediction"]).all()  # the logit: ranked on, not squashed
     out["loss"].backward()
     assert_all_grads(model)
     model.eval()
     with torch.no_grad():
         no_label = model({k: v for k, v in candidates.items() if k != "label"})
         assert "loss" not in no_label
-        expected = F.binary_cross_entropy(no_label["prediction"], candidates["label"])
+        probability = torch.sigmoid(no_label["prediction"])  # ŷ of eq. 12
+        expected = F.binary_cross_entropy(probability, candidates["label"])
         assert torch.allclose(model(candidates)["loss"], expected, atol=1e-6)
 
 
