@@ -52,6 +52,9 @@ class DataSection(_Strict):
     reviews_per_doc: int | None = Field(None, ge=1)  # M review slots per document
     pair_max_len: int | None = Field(None, ge=8)  # BERT-RS pair text
     pretrain_val_every: int = Field(20, ge=2)  # U-BERT: review_id % this == 0 -> validation
+    # U-BERT pre-training reads the other domains' reviews (the paper), or the target domain's
+    # own training reviews (in-domain: real data without other domains, e.g. MI)
+    pretrain_reviews: Literal["other_domains", "target_train"] = "other_domains"
     # review-state store of a frozen (part of an) encoder: "auto" (<data>/review_states, built
     # on first use), "off" (encode in every step) or a root directory (rayrec.encode.plan)
     review_store: str = "auto"

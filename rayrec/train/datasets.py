@@ -3,9 +3,10 @@
 * rating models: ``pairs/{train,val,test}.parquet``;
 * ranking models (BERT-RS): ``ranking/{train,val,test}.parquet``, the training negatives
   redrawn every epoch (below);
-* U-BERT pretraining: the ``reviews/`` rows of split "pretrain" (ids only, no tokens); the
-  other domains have no validation split, so reviews with ``review_id % pretrain_val_every
-  == 0`` are held out as "val" (deterministic, about 5% by default) and there is no "test".
+* U-BERT pretraining: the ``reviews/`` rows of split "pretrain" (ids only, no tokens), or
+  with ``data.pretrain_reviews=target_train`` the target domain's training reviews; neither
+  has a validation split of its own, so reviews with ``review_id % pretrain_val_every == 0``
+  are held out as "val" (deterministic, about 5% by default) and there is no "test".
 
 Training order (:class:`TrainTable`). Every worker holds the whole training table, read
 through rayrec's storage layer (local or s3://, so every node of a cluster reaches it) once
@@ -164,10 +165,19 @@ class TrainTable:
             yield rows.take(pa.array(positions[b * batch_size : (b + 1) * batch_size]))
 
 
-def _pretrain_rows(reviews: ReviewIndex, every: int, held_out: bool) -> pa.Table:
+PRETRAIN_SPLITS = {"other_domains": "pretrain", "target_train": "train"}
+
+
+def _pretrain_rows(
+    reviews: ReviewIndex, every: int, held_out: bool, source: str = "other_domains"
+) -> pa.Table:
     """Pretraining reviews (ids only): those with ``review_id % every == 0`` (validation)
-    when ``held_out``, else the others (training)."""
-    ids = np.flatnonzero(reviews.split == SPLIT_CODES["pretrain"])
+    when ``held_out``, else the others (training). ``source`` (``data.pretrain_reviews``):
+    the other domains' reviews of the target users (the paper's cross-domain setting), or the
+    target domain's own TRAINING reviews (in-domain pre-training for data without other
+    domains: a validation or test review is never read, so the fine-tuned model is not told
+    the held-out ratings)."""
+    ids = np.flatnonzero(reviews.split == SPLIT_CODES[PRETRAIN_SPLITS[source]])
     ids = ids[(ids % every == 0) == held_out]
     return pa.table(
         {
@@ -180,12 +190,15 @@ def _pretrain_rows(reviews: ReviewIndex, every: int, held_out: bool) -> pa.Table
 
 
 @functools.lru_cache(maxsize=1)
-def load_train_table(uri: str, task: str, pretrain_val_every: int) -> TrainTable:
+def load_train_table(
+    uri: str, task: str, pretrain_val_every: int, pretrain_reviews: str = "other_domains"
+) -> TrainTable:
     """The :class:`TrainTable` of ``task`` on the prepared dataset at ``uri``, read once per
     process (like :func:`~rayrec.train.reviews.load_review_index`, whose index it uses)."""
     reviews = load_review_index(uri)
     if task == "pretrain":
-        return TrainTable(_pretrain_rows(reviews, pretrain_val_every, held_out=False))
+        rows = _pretrain_rows(reviews, pretrain_val_every, False, pretrain_reviews)
+        return TrainTable(rows)
     if task not in TABLES:
         raise ValueError(f"no training data for task {task!r}")
     dataset = PreparedDataset(uri)
@@ -205,7 +218,8 @@ def train_rows(spec: ModelSpec, dataset: PreparedDataset, data: DataSection) -> 
         return pds.dataset(path, filesystem=fs, format="parquet").count_rows()
     table = dataset.table("reviews", columns=["review_id", "split"])
     ids = table.column("review_id").to_numpy()
-    pretrain = pc.equal(table.column("split"), "pretrain").to_numpy(zero_copy_only=False)
+    split = PRETRAIN_SPLITS[data.pretrain_reviews]
+    pretrain = pc.equal(table.column("split"), split).to_numpy(zero_copy_only=False)
     return int((pretrain & (ids % data.pretrain_val_every != 0)).sum())
 
 
@@ -216,7 +230,7 @@ def eval_table(
     if spec.task in TABLES:
         return dataset.table(TABLES[spec.task], f"{split}.parquet")
     if spec.task == "pretrain" and split == "val":
-        return _pretrain_rows(reviews, data.pretrain_val_every, held_out=True)
+        return _pretrain_rows(reviews, data.pretrain_val_every, True, data.pretrain_reviews)
     raise ValueError(f"no {split!r} split for task {spec.task!r}")
 
 

@@ -146,7 +146,12 @@ class Worker:
         train metrics."""
         cfg, phases = self.cfg, self.engine.module.update_phases
         self.engine.module.train()
-        table = load_train_table(self.run["data_uri"], self.spec.task, cfg.data.pretrain_val_every)
+        table = load_train_table(
+            self.run["data_uri"],
+            self.spec.task,
+            cfg.data.pretrain_val_every,
+            cfg.data.pretrain_reviews,
+        )
         totals = dict.fromkeys(phases, 0.0)
         samples, n = 0, 0
         group = cfg.train.group_batches
