@@ -73,9 +73,16 @@ def skip_unused_ops() -> None:
     deepspeed.ops.__compatible_ops__[SHM_OP] = False
 
 
-def _optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; ``train.weight_decay`` applies to matrices (weights, embeddings) only, not to
+    biases and LayerNorm gains (every 1-D parameter), as BERT's recipe and nanoGPT do."""
     t = cfg.train
-    return torch.optim.AdamW(params, lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": t.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    groups = [g for g in groups if g["params"]]
+    return torch.optim.AdamW(groups, lr=t.lr, betas=t.betas)
 
 
 def _phase_params(module: RecModel, phase: str) -> list[torch.nn.Parameter]:
@@ -112,7 +119,7 @@ class DeepSpeedEngine:
         self.phases = module.update_phases
         self.engines: dict[str, Any] = {}
         for phase in self.phases:
-            optimizer = _optimizer(_phase_params(module, phase), cfg)
+            optimizer = build_optimizer(_phase_params(module, phase), cfg)
             engine, *_ = deepspeed.initialize(
                 model=module,
                 optimizer=optimizer,
@@ -177,7 +184,7 @@ class DDPEngine:
         self.accum, self.clip = cfg.train.grad_accum, cfg.train.clip
         self.bf16 = cfg.engine.precision == "bf16"
         self.params = {p: _phase_params(module, p) for p in self.phases}
-        self.optimizers = {p: _optimizer(self.params[p], cfg) for p in self.phases}
+        self.optimizers = {p: build_optimizer(self.params[p], cfg) for p in self.phases}
         self.schedulers = {p: LambdaLR(self.optimizers[p], schedule) for p in self.phases}
         self.micro = dict.fromkeys(self.phases, 0)
 
