@@ -40,6 +40,12 @@ Readings of what the paper leaves open:
 * "3 MLP layers and 32 predictive factors": three Linear+ReLU layers halving down to 32, so
   embeddings of 128 per side, 256 -> 128 -> 64 -> 32 (NCF's tower pattern,
   :class:`~rayrec.models.baselines.NeuralCF`); GMF embeddings are 32 wide.
+* ``trainable_layers=N`` (partial fine-tuning, not in the paper): the embeddings and the
+  lower layers are frozen (eval mode, no gradient, so autograd keeps no activations for them)
+  and only the top N layers, the pooler and the heads train. The frozen part still runs in
+  every step: the pair text concatenates a user's and an item's reviews, so its lower-layer
+  states depend on the pair and a per-review store (:mod:`rayrec.encode.store`) cannot hold
+  them.
 * The loss is computed from the logit (``binary_cross_entropy_with_logits``), the same
   quantity as eq. 12 without ``log(sigmoid)`` underflow; eq. 12 as printed lacks its minus.
 """
@@ -48,7 +54,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from rayrec.models.base import ALL_PHASES, Batch, DataInfo, ModelOutput, ModelSpec, RecModel
@@ -65,6 +71,7 @@ class BertRSConfig(BaseModel):
 
     backbone: str = "minilm"  # see rayrec.models.encoders.build_bert
     freeze_backbone: bool = False  # freeze all of BERT but its pooler (eq. 7)
+    trainable_layers: int | None = Field(None, ge=0)  # only the top N layers (and the pooler)
     gradient_checkpointing: bool = False
     factors: int = 32  # GMF width and last MLP layer
     mlp_layers: int = 3
@@ -80,9 +87,20 @@ class BertRS(RecModel):
         self.bert = build_bert(
             config.backbone, gradient_checkpointing=config.gradient_checkpointing
         )
-        if config.freeze_backbone:
-            self.bert.embeddings.requires_grad_(False)
-            self.bert.encoder.requires_grad_(False)
+        layers = self.bert.encoder.layer
+        if config.trainable_layers is not None and config.trainable_layers > len(layers):
+            raise ValueError(
+                f"trainable_layers={config.trainable_layers}: the backbone has {len(layers)}"
+            )
+        trainable = config.trainable_layers
+        if trainable is None:
+            trainable = 0 if config.freeze_backbone else len(layers)
+        frozen = len(layers) - trainable  # embeddings and layers 0..frozen-1; the pooler trains
+        self.frozen_modules: list[nn.Module] = (
+            [self.bert.embeddings, *layers[:frozen]] if frozen else []
+        )
+        for module in self.frozen_modules:
+            module.requires_grad_(False)
         d = self.bert.config.hidden_size
         self.user_semantic = nn.Embedding(data_info.n_users, d)  # u_s
         self.item_semantic = nn.Embedding(data_info.n_items, d)  # i_s
@@ -95,9 +113,8 @@ class BertRS(RecModel):
 
     def train(self, mode: bool = True) -> BertRS:
         super().train(mode)
-        if self.config.freeze_backbone:  # no dropout in frozen layers
-            self.bert.embeddings.eval()
-            self.bert.encoder.eval()
+        for module in self.frozen_modules:  # no dropout in frozen layers
+            module.eval()
         return self
 
     def forward(self, batch: Batch, phase: str = ALL_PHASES) -> ModelOutput:

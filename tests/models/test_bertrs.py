@@ -47,7 +47,8 @@ def test_outputs_and_gradients(data_info, candidates, assert_all_grads) -> None:
 
 def test_frozen_backbone_trains_only_the_pooler_and_heads(data_info, candidates) -> None:
     model = _bertrs(data_info, freeze_backbone=True).train()
-    assert not model.bert.encoder.training and model.bert.pooler.training
+    assert not any(layer.training for layer in model.bert.encoder.layer)
+    assert model.bert.pooler.training
     model(candidates)["loss"].backward()
     assert all(p.grad is None for p in model.bert.encoder.parameters())
     assert all(p.grad is None for p in model.bert.embeddings.parameters())
@@ -65,3 +66,14 @@ def test_padding_invariance(data_info, candidates) -> None:
 def test_fits_real_candidates(data_info, candidates, fit) -> None:
     before, after = fit(_bertrs(data_info), candidates, steps=60, lr=1e-3)
     assert after["loss"] < 0.5 * before["loss"], (before, after)
+
+
+def test_trainable_layers_trains_the_top_layer_pooler_and_heads(data_info, candidates) -> None:
+    model = _bertrs(data_info, trainable_layers=1).train()
+    assert not model.bert.embeddings.training and not model.bert.encoder.layer[0].training
+    assert model.bert.encoder.layer[1].training
+    model(candidates)["loss"].backward()
+    with_grad = {n for n, p in model.bert.named_parameters() if p.grad is not None}
+    top = {n for n, _ in model.bert.named_parameters() if n.startswith("encoder.layer.1.")}
+    pooler = {n for n, _ in model.bert.named_parameters() if n.startswith("pooler.")}
+    assert with_grad == top | pooler
