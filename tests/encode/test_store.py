@@ -19,7 +19,7 @@ MAX_LEN = 16
 SHARD = 10  # small shards: the tiny dataset spans several
 
 
-def _request(tiny_data: Path, root: Path, **changes: object) -> EncodeRequest:
+def _request(tiny_data: Path, root: Path | str, **changes: object) -> EncodeRequest:
     base = EncodeRequest(
         data_uri=str(tiny_data),
         backbone="tiny",
@@ -128,3 +128,17 @@ def test_an_interrupted_build_resumes_at_the_missing_shard(
     assert (uri / index_name(0)).stat().st_mtime_ns == kept
     ids = np.flatnonzero(load_review_index(str(tiny_data)).split == TRAIN)
     assert torch.equal(again.gather(ids, MAX_LEN), stores["last"].gather(ids, MAX_LEN))
+
+
+def test_a_store_streams_to_s3_and_reads_back(
+    tiny_data: Path, stores: dict, s3_endpoint: str, tmp_path: Path, monkeypatch
+) -> None:
+    import boto3
+
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="states")
+    monkeypatch.setenv("RAYREC_CACHE", str(tmp_path / "cache"))  # a fresh download cache
+    remote, info = ensure_store(_request(tiny_data, "s3://states/stores"))
+    assert info["built"] and remote.uri.startswith("s3://states/stores/")
+    reopened = StateStore(remote.uri, expect=stores["last"].key)
+    ids = np.flatnonzero(load_review_index(str(tiny_data)).split == TRAIN)
+    assert torch.equal(reopened.gather(ids, MAX_LEN), stores["last"].gather(ids, MAX_LEN))

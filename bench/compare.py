@@ -1,0 +1,207 @@
+"""The paired comparison on real data: every model on the same splits, per seed, against MF.
+
+    for s in 0 1 2; do rayrec prepare --seed $s --out /tmp/mi/seed$s \\
+        --source amazon2014:data/amazon-2014/Musical_Instruments_5.csv.zip; done
+    python bench/compare.py --data /tmp/mi/seed0 /tmp/mi/seed1 /tmp/mi/seed2 \\
+        --storage /tmp/compare --variants global_mean biased_mf ncf sifn ubert_top1
+
+Each variant (:data:`VARIANTS`: a model, its shipped preset and a few switches) is trained with
+``rayrec train``'s code path on every prepared split (one split per seed), its hyper-parameters
+as the preset fixes them (chosen on validation only); a run whose ``results.json`` is already
+under ``--storage`` is read, not repeated, so an interrupted grid continues. Then:
+
+* a table of test MSE per seed, mean ± std (sample std over seeds), and the paired difference
+  to biased MF per seed (negative: better than MF) with the number of seeds it wins;
+* BERT-RS (``bertrs``): HR@10 / NDCG@10 on its 99 sampled negatives beside a popularity ranker
+  (items ranked by their number of training ratings, ties against the positive) on the same
+  candidates;
+* ``compare.md``, ``compare.json`` and ``compare.png`` under ``--storage``.
+
+The last line printed is one JSON object with the per-seed figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from rayrec.data import storage
+from rayrec.train.config import load_config
+from rayrec.train.trainer import RESULTS_FILE, ensure_ray, fit
+
+# name -> (model, overrides on top of its preset)
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "global_mean": ("global_mean", []),
+    "biased_mf": ("biased_mf", []),
+    "ncf": ("ncf", []),
+    "deepconn": ("deepconn", []),
+    "safmr": ("safmr", []),
+    "sifn": ("sifn", []),
+    "sifn_sa": ("sifn", ["model.params.review_attention=false"]),
+    "sifn_fn": ("sifn", ["model.params.fusion=false"]),
+    "sifn_in": ("sifn", ["model.params.interaction=fm"]),
+    "sifn_sp": ("sifn", ["model.params.sentiment_weight=0"]),
+    "sifn_owner_id": ("sifn", ["model.params.review_id=owner"]),
+    "ubert_frozen": ("ubert_finetune", ["model.params.trainable_layers=0"]),
+    "ubert_top1": ("ubert_finetune", ["model.params.trainable_layers=1"]),
+    "bertrs": ("bertrs", []),
+}
+REFERENCE = "biased_mf"
+
+
+def run_variant(variant: str, data: str, seed: int, root: str, extra: list[str]) -> dict:
+    """The results of ``variant`` on split ``seed`` (trained now unless already there)."""
+    name = f"{variant}-seed{seed}"
+    done = storage.join(root, name, RESULTS_FILE)
+    if storage.exists(done):
+        return storage.read_json(done)
+    model, overrides = VARIANTS[variant]
+    cfg = load_config(
+        model,
+        overrides=[*overrides, *extra, f"run.storage={root}", f"run.name={name}"],
+    )
+    print(f"\n=== {variant}, seed {seed} ===", flush=True)
+    return fit(cfg, data)
+
+
+def popularity_ranking(data: str, k: int = 10) -> dict[str, float]:
+    """HR@k and NDCG@k of ranking the test candidates by training popularity."""
+    train = pq.read_table(Path(data) / "pairs" / "train.parquet").column("item_idx").to_numpy()
+    counts = np.bincount(train)
+    test = pq.read_table(Path(data) / "ranking" / "test.parquet")
+    hits, gains = [], []
+    for item, negatives in zip(
+        test.column("item_idx").to_numpy(), test.column("negatives").to_pylist(), strict=True
+    ):
+        score = counts[item] if item < len(counts) else 0
+        others = np.array([counts[n] if n < len(counts) else 0 for n in negatives])
+        rank = int((others >= score).sum())  # ties count against the positive, as rayrec's
+        hits.append(rank < k)
+        gains.append(1.0 / np.log2(rank + 2) if rank < k else 0.0)
+    return {f"hr@{k}": float(np.mean(hits)), f"ndcg@{k}": float(np.mean(gains))}
+
+
+def summary(values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4f} ± {sd:.4f}"
+
+
+def rating_table(results: dict[str, list[dict]], seeds: list[int]) -> tuple[list[str], dict]:
+    """Markdown rows and figures: test MSE per seed, mean ± std, paired difference to MF."""
+    reference = [r["test"]["mse"] for r in results.get(REFERENCE, [])]
+    head = " | ".join(f"seed {s}" for s in seeds)
+    lines = [
+        f"| model | {head} | mean ± std | Δ vs MF per seed | wins |",
+        "|---|" + "---:|" * (len(seeds) + 3),
+    ]
+    figures: dict[str, Any] = {}
+    for variant, runs in results.items():
+        if VARIANTS[variant][0] == "bertrs":
+            continue
+        mse = [r["test"]["mse"] for r in runs]
+        row = {"test_mse": mse, "val_mse": [r["best_val"]["val_mse"] for r in runs]}
+        delta, wins = "-", "-"
+        if reference and variant != REFERENCE:
+            diffs = [m - ref for m, ref in zip(mse, reference, strict=True)]
+            row |= {"paired_diff": diffs, "wins": sum(d < 0 for d in diffs)}
+            delta = " / ".join(f"{d:+.4f}" for d in diffs)
+            wins = f"{row['wins']}/{len(diffs)}"
+        figures[variant] = row
+        cells = " | ".join(f"{m:.4f}" for m in mse)
+        lines.append(f"| {variant} | {cells} | {summary(mse)} | {delta} | {wins} |")
+    return lines, figures
+
+
+def ranking_table(runs: list[dict], data: list[str]) -> tuple[list[str], dict]:
+    popular = [popularity_ranking(d) for d in data]
+    lines = ["| ranker | HR@10 per seed | NDCG@10 per seed |", "|---|---:|---:|"]
+    for label, rows in (("BERT-RS", [r["test"] for r in runs]), ("popularity", popular)):
+        hr = " / ".join(f"{r['hr@10']:.4f}" for r in rows)
+        ndcg = " / ".join(f"{r['ndcg@10']:.4f}" for r in rows)
+        lines.append(f"| {label} | {hr} | {ndcg} |")
+    return lines, {"bertrs": [r["test"] for r in runs], "popularity": popular}
+
+
+def plot(figures: dict[str, Any], out: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(figures)
+    means = [statistics.mean(figures[n]["test_mse"]) for n in names]
+    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * len(names), 3.6))
+    ax.bar(range(len(names)), means, color="#9ecae1", label="mean over seeds")
+    for i, n in enumerate(names):
+        values = figures[n]["test_mse"]
+        ax.plot([i] * len(values), values, "o", color="#08519c", ms=4)
+    if REFERENCE in figures:
+        ax.axhline(
+            statistics.mean(figures[REFERENCE]["test_mse"]),
+            color="#e6550d",
+            ls="--",
+            label="biased MF (mean)",
+        )
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+    low = min(min(figures[n]["test_mse"]) for n in names)
+    high = max(max(figures[n]["test_mse"]) for n in names)
+    ax.set_ylim(low - 0.02, high + 0.02)
+    ax.set_ylabel("test MSE (dots: seeds)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", nargs="+", required=True, help="one prepared split per seed")
+    parser.add_argument("--seeds", nargs="+", type=int, help="default: 0, 1, ... per --data")
+    parser.add_argument("--variants", nargs="+", default=["global_mean", REFERENCE])
+    parser.add_argument("--storage", required=True, help="local dir: runs and the table")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="overrides",
+        help="VARIANT:KEY=VALUE, for one variant's runs",
+    )
+    args = parser.parse_args()
+    seeds = args.seeds or list(range(len(args.data)))
+    unknown = set(args.variants) - VARIANTS.keys()
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)}; known: {sorted(VARIANTS)}")
+    ensure_ray()
+    root = storage.absolute(args.storage)
+    Path(root).mkdir(parents=True, exist_ok=True)
+    results: dict[str, list[dict]] = {}
+    for variant in args.variants:
+        extra = [o.split(":", 1)[1] for o in args.overrides if o.startswith(f"{variant}:")]
+        results[variant] = [
+            run_variant(variant, data, seed, root, extra)
+            for data, seed in zip(args.data, seeds, strict=True)
+        ]
+    lines, figures = rating_table(results, seeds)
+    ranking = [v for v in results if VARIANTS[v][0] == "bertrs"]
+    if ranking:
+        ranking_lines, figures["ranking"] = ranking_table(results[ranking[0]], args.data)
+        lines += ["", *ranking_lines]
+    text = "\n".join(lines)
+    print("\n" + text)
+    storage.write_json(storage.join(root, "compare.json"), {"seeds": seeds, **figures})
+    header = f"Test MSE on {', '.join(args.data)} (seeds {seeds})"
+    Path(root, "compare.md").write_text(f"{header}\n\n{text}\n")
+    rating = {k: v for k, v in figures.items() if k != "ranking"}
+    if rating:
+        plot(rating, str(Path(root, "compare.png")))
+    print(json.dumps({"seeds": seeds, **figures}))
+
+
+if __name__ == "__main__":
+    main()
