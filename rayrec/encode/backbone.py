@@ -3,8 +3,11 @@ weights in place of its own (U-BERT fine-tuning starts from the pre-trained revi
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import torch
 
 from rayrec.data import storage
 from rayrec.models.encoders import TINY_CONFIG, build_bert
@@ -22,8 +25,24 @@ def weights_file(pretrained: str) -> str:
     return storage.join(pretrained, "model.safetensors")
 
 
-def pretrained_sha256(pretrained: str | None) -> str | None:
-    return storage.sha256(weights_file(pretrained)) if pretrained else None
+def frozen_weights_sha256(source: str, pretrained: str | None, layer: int) -> str | None:
+    """The sha256 of the weights a store of ``layer`` depends on (the embeddings and layers
+    ``0..layer-1``) when U-BERT pre-trained weights replace the backbone's; None without them.
+
+    Hashing the frozen part, not the file, lets a fine-tuning run reuse the store of a
+    pre-training that trained only the top layers (its lower layers are the backbone's)."""
+    if not pretrained:
+        return None
+    bert = load_backbone(source, pretrained)
+    if torch.equal(_flat(bert, layer), _flat(load_backbone(source), layer)):
+        return None  # pre-training left the frozen part as the backbone has it
+    return hashlib.sha256(_flat(bert, layer).numpy().tobytes()).hexdigest()
+
+
+def _flat(bert: BertModel, layer: int) -> torch.Tensor:
+    """The embeddings' and the first ``layer`` layers' parameters, as one float32 vector."""
+    modules = [bert.embeddings, *bert.encoder.layer[:layer]]
+    return torch.cat([p.detach().float().reshape(-1) for m in modules for p in m.parameters()])
 
 
 def backbone_shape(source: str) -> tuple[int, int]:

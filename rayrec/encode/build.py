@@ -25,7 +25,7 @@ import torch
 
 from rayrec.data import storage
 from rayrec.data.prepared import MANIFEST, PreparedDataset
-from rayrec.encode.backbone import backbone_shape, load_backbone, pretrained_sha256
+from rayrec.encode.backbone import backbone_shape, frozen_weights_sha256, load_backbone
 from rayrec.encode.store import (
     FORMAT_VERSION,
     META,
@@ -72,7 +72,7 @@ def store_key(request: EncodeRequest) -> StoreKey:
     return StoreKey(
         manifest_sha256=storage.sha256(dataset.path(MANIFEST)),
         backbone=request.backbone,
-        backbone_sha256=pretrained_sha256(request.pretrained),
+        backbone_sha256=frozen_weights_sha256(request.backbone, request.pretrained, layer),
         max_len=request.max_len,
         layer=layer,
     )

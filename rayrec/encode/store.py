@@ -6,7 +6,8 @@ the encoder (SIFN as the paper trains it, U-BERT and SIFN with ``trainable_layer
 holds is fixed by a :class:`StoreKey`:
 
 * the prepared dataset (its ``manifest.json`` sha256: the token ids and the split);
-* the backbone (its source, and the sha256 of U-BERT pre-trained weights when they replace it);
+* the backbone (its source, and when U-BERT pre-trained weights replace it the sha256 of the
+  frozen part's weights: a pre-training that trained only the top layers shares the store);
 * the review length ``max_len`` (states of a review's first ``max_len`` word pieces);
 * the layer: the output of the first ``layer`` transformer layers (``layer == n_layers``: the
   last hidden states; fewer: the input of the top ``n_layers - layer`` layers that train).
@@ -54,7 +55,7 @@ class StoreKey:
 
     manifest_sha256: str
     backbone: str
-    backbone_sha256: str | None  # U-BERT pre-trained weights the backbone was loaded from
+    backbone_sha256: str | None  # of the frozen weights, when U-BERT pre-training changed them
     max_len: int
     layer: int
 

@@ -142,3 +142,29 @@ def test_a_store_streams_to_s3_and_reads_back(
     reopened = StateStore(remote.uri, expect=stores["last"].key)
     ids = np.flatnonzero(load_review_index(str(tiny_data)).split == TRAIN)
     assert torch.equal(reopened.gather(ids, MAX_LEN), stores["last"].gather(ids, MAX_LEN))
+
+
+def test_the_key_follows_the_frozen_weights_of_pretrained_backbones(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    from safetensors.torch import save_file
+
+    from rayrec.models.base import DataInfo
+    from rayrec.models.ubert import UBertPretrain, UBertPretrainConfig
+
+    info = DataInfo(24, 16, 3, 30522, 0, 3.5, MAX_LEN, 3)
+    weights = UBertPretrain(UBertPretrainConfig(backbone="tiny"), info).state_dict()
+    top = "review_encoder.bert.encoder.layer.1.output.dense.weight"
+    weights[top] = weights[top] + 1.0  # pre-training changed the top layer only
+    save_file({k: v.contiguous() for k, v in weights.items()}, tmp_path / "top.safetensors")
+    bottom = "review_encoder.bert.encoder.layer.0.output.dense.weight"
+    weights[bottom] = weights[bottom] + 1.0  # and now a frozen one too
+    save_file({k: v.contiguous() for k, v in weights.items()}, tmp_path / "low.safetensors")
+
+    def key(pretrained: str | None, layer: int):
+        return store_key(_request(tiny_data, tmp_path, pretrained=pretrained, layer=layer))
+
+    plain = key(None, 1)
+    assert key(str(tmp_path / "top.safetensors"), 1) == plain  # layer 1's input: unchanged
+    assert key(str(tmp_path / "top.safetensors"), 2) != key(None, 2)  # the last layer's
+    assert key(str(tmp_path / "low.safetensors"), 1) != plain
