@@ -135,7 +135,13 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_phases(self) -> TrainConfig:
-        phases = get_model_spec(self.model.name).model_cls.update_phases
+        spec = get_model_spec(self.model.name)
+        if self.train.group_batches != "none" and spec.task != "rating":
+            raise ValueError(
+                f"train.group_batches groups rating pairs; {self.model.name} trains on "
+                f"{spec.task} rows (its negatives are redrawn every epoch): leave it none"
+            )
+        phases = spec.model_cls.update_phases
         if len(phases) > 1 and self.engine.kind == "deepspeed":
             if self.engine.zero_stage == 3:
                 raise ValueError(

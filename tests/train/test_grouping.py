@@ -29,3 +29,14 @@ def test_grouped_order_is_a_seeded_permutation_with_batches_of_few_items() -> No
 
     # 20 rows per item on average: a grouped batch spans ~2 items, a random one ~17
     assert distinct_items(grouped) < 3 < 12 < distinct_items(order)
+
+
+def test_grouping_is_for_rating_pairs_only() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from rayrec.train.config import load_config
+
+    assert load_config("sifn", overrides=["train.group_batches=item"]).train.group_batches == "item"
+    with pytest.raises(ValidationError, match="group_batches groups rating pairs"):
+        load_config("bertrs", overrides=["train.group_batches=item"])
