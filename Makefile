@@ -1,5 +1,5 @@
 # The two commands of the README:
-#   make demo   set up .venv and run the main job (U-BERT pretraining -> fine-tuning vs baselines)
+#   make demo   set up .venv and run the main job (SIFN and U-BERT vs baselines on real reviews)
 #   make test   set up .venv and run the test suite (ruff + pytest)
 # CPU installs pin torch to the CPU wheel through constraints-cpu.txt; GPU machines install
 # with plain `pip install .` and get their platform's CUDA build.

@@ -1,9 +1,11 @@
-"""The embedded synthetic corpus, prepared on first use: the data of a run without ``--data``.
+"""The data a run without ``--data`` uses, prepared on first use into the cache.
 
-``default_dataset()`` prepares the synthetic cross-domain corpus (:mod:`rayrec.data.synthetic`,
-three domains sharing users; the first is the target) with :func:`rayrec.data.pipeline.prepare`
-into ``$RAYREC_CACHE/prepared/<name>`` (default ``~/.cache/rayrec``) and reuses it afterwards
-(a directory with a manifest is complete).
+``real_dataset()`` prepares the real Musical Instruments 5-core reviews shipped in the
+repository's ``data/`` (the main job's data, :mod:`rayrec.train.demo`) with ``rayrec
+prepare``'s defaults. ``default_dataset()`` prepares the synthetic cross-domain corpus
+(:mod:`rayrec.data.synthetic`, three domains sharing users; the first is the target) with
+:func:`rayrec.data.pipeline.prepare` into ``$RAYREC_CACHE/prepared/<name>`` (default
+``~/.cache/rayrec``) and reuses it afterwards (a directory with a manifest is complete).
 
 ``EMBEDDED_SETTINGS``: the quick settings a run on the embedded corpus gets on top of its
 model's preset (short reviews, few steps), so that every job and the demo finish within
@@ -92,12 +94,36 @@ def cache_root() -> Path:
     return Path(os.environ.get("RAYREC_CACHE", Path.home() / ".cache" / "rayrec"))
 
 
+REAL_CORPUS: dict[str, Any] = {"max_len": 128, "seed": 0}  # rayrec prepare's defaults
+
+
+def real_dataset(report: Callable[[str], None] = print, **changes: Any) -> str:
+    """URI of the shipped Musical Instruments 5-core reviews prepared with ``REAL_CORPUS``
+    (updated with ``changes``: e.g. ``seed=1`` for another split), preparing them into the
+    cache on first use (:func:`rayrec.data.real.musical_instruments_path`)."""
+    from rayrec.data.real import musical_instruments_path
+
+    params = REAL_CORPUS | changes
+    source = musical_instruments_path()
+    key = json.dumps({"file": storage.sha256(str(source)), **params}, sort_keys=True)
+    out = cache_root() / "prepared" / f"mi-seed{params['seed']}-{_digest(key)}"
+    if storage.exists(storage.join(str(out), MANIFEST)):
+        return str(out)
+    report(f"preparing the shipped Musical Instruments reviews ({source.name}) into {out}")
+    config = PrepareConfig(sources=[f"amazon2014:{source}"], out=str(out), overwrite=True, **params)
+    prepare(config, report)
+    return str(out)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
 def default_dataset(report: Callable[[str], None] = print, **changes: Any) -> str:
     """URI of the prepared embedded corpus (``DEMO_CORPUS`` updated with ``changes``),
     preparing it if it is not in the cache yet."""
     params = DEMO_CORPUS | changes
-    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
-    out = cache_root() / "prepared" / f"synthetic-{digest}"
+    out = cache_root() / "prepared" / f"synthetic-{_digest(json.dumps(params, sort_keys=True))}"
     if storage.exists(storage.join(str(out), MANIFEST)):
         return str(out)
     report(f"preparing the embedded synthetic corpus into {out}")
