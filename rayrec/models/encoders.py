@@ -22,6 +22,8 @@ instead of running those layers.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -70,6 +72,19 @@ def tokenizer_source(source: str) -> str:
     return str(local) if local is not None else source
 
 
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """transformers' warnings (its checkpoint load report) off for the block; errors stay."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
 def build_bert(
     source: str,
     *,
@@ -94,7 +109,8 @@ def build_bert(
                 add_pooling_layer=add_pooling_layer,
             )
     elif (local := _local_dir(source)) is not None:
-        model = BertModel.from_pretrained(str(local), add_pooling_layer=add_pooling_layer)
+        with _quiet_transformers():  # its load report lists the pooler we leave out, per process
+            model = BertModel.from_pretrained(str(local), add_pooling_layer=add_pooling_layer)
     else:
         try:
             model = BertModel.from_pretrained(
