@@ -110,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     encode.add_argument("--use-gpu", action="store_true", help="one GPU per encoder actor")
     encode.add_argument("--threads", type=int, help="torch threads per CPU actor (default: all)")
 
+    report = sub.add_parser(
+        "report", help="rebuild the report (report.md, plots) of a run or a sweep directory"
+    )
+    report.add_argument("directory", metavar="DIR", help="a run or sweep directory (or s3://)")
+    report.add_argument(
+        "--max-rows", type=int, default=2000, help="test pairs a run's model predicts for plots"
+    )
+
     demo = sub.add_parser(
         "demo", help="U-BERT pretraining then fine-tuning on the embedded corpus, vs baselines"
     )
@@ -132,6 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from rayrec.tune.cli import run_tune
 
             return run_tune(args)
+        if args.command == "report":
+            from rayrec.report.cli import run_report
+
+            return run_report(args)
         if args.command == "encode":
             from rayrec.encode.cli import run_encode
 

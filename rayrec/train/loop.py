@@ -12,6 +12,9 @@ there is one (epoch and step counters continue), then per epoch:
 3. every rank saves its part of the checkpoint and calls ``ray.train.report(metrics,
    checkpoint)`` (Ray merges the ranks' files into one directory ``epoch_NNNN``).
 
+Rank 0 also writes TensorBoard scalars into ``<run dir>/tensorboard/`` (per epoch, and the
+running loss every ``train.log_every`` steps: :mod:`rayrec.report.tensorboard`).
+
 After the last epoch every rank loads the best reported checkpoint (the model's default
 metric on "val"), evaluates "test" with it, and rank 0 writes ``model.safetensors`` (the
 ZeRO-3 partitions are gathered first) and ``final_metrics.json`` into the run directory,
@@ -39,6 +42,7 @@ from rayrec.data.prepared import PreparedDataset
 from rayrec.eval.metrics import Evaluation
 from rayrec.models.base import ALL_PHASES, DataInfo
 from rayrec.models.registry import build_model, get_model_spec
+from rayrec.report.tensorboard import EventLog
 from rayrec.train.checkpoint import WEIGHTS_FILE, export_weights, read_state, write_state
 from rayrec.train.collate import Collator, TokenInfo
 from rayrec.train.config import TrainConfig
@@ -122,6 +126,7 @@ class Worker:
         self.state: dict[str, Any] = {"epoch": 0, "step": 0, "history": []}
         self.resumed_at: int | None = None  # the epoch a restored checkpoint continues at
         self.node_id = ray.get_runtime_context().get_node_id()
+        self.events = EventLog(loop_config["output"], enabled=self.rank == 0)  # TensorBoard
 
     def log(self, message: str) -> None:
         """A progress line from rank 0 (written to stdout directly: Ray Train's patched
@@ -187,6 +192,7 @@ class Worker:
                     f"loss {totals[phases[-1]] / n:.4f} lr {self.engine.lr():.2e} "
                     f"{rate:.1f} samples/s ETA {_format_eta(eta)}"
                 )
+                self.events.step_loss(self.state["step"], totals[phases[-1]] / n)
         elapsed = time.perf_counter() - started
         metrics = {"train_loss": totals[phases[-1]] / max(n, 1)}
         if len(phases) > 1:
@@ -281,8 +287,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             f"epoch {epoch + 1}/{cfg.train.epochs} done: train_loss {metrics['train_loss']:.4f} "
             + " ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("val_"))
         )
+        worker.events.epoch(epoch, metrics)
         worker.report_epoch(epoch, metrics)
     final = worker.finish()
+    worker.events.close()
     history = worker.state["history"]
     throughput = [m["samples_per_s"] for m in history if m.get("samples_per_s")]
     final |= {

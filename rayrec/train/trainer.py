@@ -189,4 +189,22 @@ def fit(
         "weights": storage.join(output, "model.safetensors") if cfg.run.export_weights else None,
     }
     storage.write_json(storage.join(output, RESULTS_FILE), results)
+    write_report(output)
     return results
+
+
+def write_report(output: str) -> None:
+    """The run's ``report.md`` and plots beside ``results.json``. A failure is printed, not
+    raised: the run and its results are complete, and ``rayrec report`` rebuilds it."""
+    from rayrec.report.run_report import write_run_report  # it imports this module
+
+    try:
+        report = write_run_report(output)
+    except Exception as err:  # noqa: BLE001 - the run's results are written already
+        print(
+            f"warning: run report not written ({type(err).__name__}: {err}); rebuild it "
+            f"with: rayrec report {output}",
+            flush=True,
+        )
+        return
+    print(f"report: {report.files['report.md']}", flush=True)

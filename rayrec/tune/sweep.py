@@ -6,8 +6,9 @@ Layout of a sweep ``<storage>/<name>/`` (local or s3://):
 * ``sweep.json``: what the sweep was started with (model, data, base config, swept keys,
   metric, scheduler, search), read back by ``--resume NAME``;
 * ``runs/<trial id>/``: each trial's training run (checkpoints, ``results.json``);
-* ``trials.csv``, ``trials.md``, ``best.yaml`` (:mod:`rayrec.tune.report`), rewritten at the
-  end of every invocation, also after an interruption.
+* ``trials.csv``, ``trials.md``, ``best.yaml`` (:mod:`rayrec.tune.report`), ``report.md`` and
+  ``curves.png`` (:mod:`rayrec.report.sweep_report`), rewritten at the end of every
+  invocation, also after an interruption.
 
 ASHA compares trials on the validation metric after each epoch (``training_iteration``),
 with rungs at epochs 1, 2, 4, ... before the last epoch (``max_t`` = epochs - 1 and
@@ -216,4 +217,7 @@ def finish(spec: SweepSpec, grid: tune.ResultGrid, directory: str) -> SweepResul
         files["best"] = storage.join(directory, report.BEST_FILE)
         cfg = report.best_config(spec.base, best)
         report.write_text(files["best"], report.best_yaml(cfg, directory, best, spec.metric))
+    from rayrec.report.sweep_report import write_sweep_report  # it imports this module
+
+    files |= write_sweep_report(directory)  # report.md, curves.png
     return SweepResult(directory, rows, best, report.plain(header, cells), files)
