@@ -18,6 +18,8 @@ import io
 import math
 from dataclasses import dataclass
 
+from matplotlib.figure import Figure
+
 from rayrec.data import storage
 from rayrec.report.output import read_text, write_bytes, write_text
 from rayrec.report.plots import Curve, curves_figure, png_bytes
@@ -171,11 +173,18 @@ def sweep_markdown(
     return "\n".join(lines) + "\n"
 
 
-def write_sweep_report(directory: str) -> dict[str, str]:
-    """Write ``report.md`` and ``curves.png`` of the sweep in ``directory`` (local or
-    s3://); returns their URIs by kind."""
-    spec = SweepSpec(**storage.read_json(storage.join(directory, SWEEP_FILE)))
-    curves = [trial_curve(directory, t, spec.metric) for t in trial_ids(directory)]
+def load_spec(directory: str) -> SweepSpec:
+    """The ``sweep.json`` of the sweep in ``directory``."""
+    return SweepSpec(**storage.read_json(storage.join(directory, SWEEP_FILE)))
+
+
+def sweep_curves(directory: str, metric: str) -> list[TrialCurve]:
+    """Every trial's curve of ``metric``, in trial id order."""
+    return [trial_curve(directory, t, metric) for t in trial_ids(directory)]
+
+
+def sweep_figure(directory: str, spec: SweepSpec, curves: list[TrialCurve]) -> Figure:
+    """``curves.png``: the curves labelled with each trial's values and status."""
     statuses = trial_statuses(directory)
     drawn = [
         Curve(
@@ -188,11 +197,19 @@ def write_sweep_report(directory: str) -> dict[str, str]:
         )
         for c in curves
     ]
+    return curves_figure(drawn, spec.metric)
+
+
+def write_sweep_report(directory: str) -> dict[str, str]:
+    """Write ``report.md`` and ``curves.png`` of the sweep in ``directory`` (local or
+    s3://); returns their URIs by kind."""
+    spec = load_spec(directory)
+    curves = sweep_curves(directory, spec.metric)
     files = {
         "report": storage.join(directory, REPORT_FILE),
         "curves": storage.join(directory, CURVES_FIGURE),
     }
-    write_bytes(files["curves"], png_bytes(curves_figure(drawn, spec.metric)))
+    write_bytes(files["curves"], png_bytes(sweep_figure(directory, spec, curves)))
     trials_uri = storage.join(directory, MARKDOWN_FILE)
     trials_md = read_text(trials_uri) if storage.exists(trials_uri) else None
     write_text(files["report"], sweep_markdown(spec, directory, curves, trials_md))
