@@ -11,8 +11,10 @@ Scalars (``torch.utils.tensorboard.SummaryWriter``):
 
 ``tensorboard --logdir RUN_DIR`` shows a run; ``tensorboard --logdir SWEEP_DIR`` shows every
 trial of a sweep (their runs live under ``<sweep>/runs/<trial>/``, so each trial is one
-TensorBoard run named ``runs/<trial>/tensorboard``). A resumed run adds an event file beside
-the first one; TensorBoard reads both.
+TensorBoard run named ``runs/<trial>/tensorboard``; Tune's own per-trial event files in
+``<sweep>/<trial>/`` show up beside them). A resumed run adds an event file beside the first
+one and TensorBoard reads both: the steps of an epoch that was interrupted and trained again
+appear twice, once per attempt.
 
 For an s3:// run directory the events are written to a local temporary directory and the
 directory's files are uploaded at the end of every epoch (after its metrics), so S3 holds every
