@@ -117,9 +117,98 @@ def run(model: str, data: str, storage: str, name: str, overrides: list[str]) ->
     return fit(cfg, data)
 
 
+def measure_encode(args: argparse.Namespace, root: str, cpus: int) -> dict[str, Any]:
+    """``rayrec encode`` building SIFN's store from scratch against the plain loop."""
+    store, info = ensure_store(EncodeRequest(args.data, "minilm", 64, layer=6, root=root))
+    encode = store.meta["reviews"] / info["seconds"]
+    plain = plain_reviews_per_s(args.data, 64, args.plain_sample, cpus)
+    return {
+        "store_build_s": info["seconds"],
+        "encode_reviews_per_s": encode,
+        "plain_reviews_per_s": plain,
+        "encode_vs_plain": encode / plain,
+    }
+
+
+def measure_sifn(args: argparse.Namespace, root: str, tmp: str) -> dict[str, Any]:
+    """SIFN's epoch reading the store against per-step encoding (scaled from a few steps)."""
+    with_store = run("sifn", args.data, tmp, "sifn-store", [*SIFN, f"data.review_store={root}"])
+    per_step = [f"train.max_steps_per_epoch={args.naive_steps}", "train.max_eval_batches=1"]
+    naive = run("sifn", args.data, tmp, "sifn-naive", [*SIFN, "data.review_store=off", *per_step])
+    naive_epoch = naive["train_seconds"] / naive["steps"] * with_store["steps"]
+    return {
+        "sifn_store_epoch_s": with_store["train_seconds"],
+        "sifn_naive_epoch_s": naive_epoch,
+        "sifn_epoch_speedup": naive_epoch / with_store["train_seconds"],
+        "sifn_store_test_mse": with_store["test"]["mse"],
+    }
+
+
+def measure_ubert(args: argparse.Namespace, root: str, tmp: str) -> dict[str, Any]:
+    """U-BERT fine-tuning samples/s per variant, and the equal-time test MSE (--budget-s)."""
+    ubert: dict[str, dict[str, Any]] = {}
+    for variant, extra in UBERT_VARIANTS.items():
+        probe = [f"train.max_steps_per_epoch={args.ubert_steps}", "train.max_eval_batches=1"]
+        settings = [*UBERT, *extra, f"data.review_store={root}"]
+        result = run("ubert_finetune", args.data, tmp, f"ubert-{variant}", [*settings, *probe])
+        ubert[variant] = {
+            "samples_per_s": result["samples_per_s"],
+            "store_build_s": (result["review_states"] or {}).get("seconds", 0.0),
+        }
+        if args.budget_s:
+            steps = max(1, int(args.budget_s * result["samples_per_s"] / 16))
+            budget = run(
+                "ubert_finetune",
+                args.data,
+                tmp,
+                f"ubert-{variant}-budget",
+                [*settings, f"train.max_steps_per_epoch={steps}"],
+            )
+            ubert[variant] |= {
+                "budget_steps": steps,
+                "budget_train_s": budget["train_seconds"],
+                "budget_test_mse": budget["test"]["mse"],
+            }
+    full = ubert["full"]["samples_per_s"]
+    return {
+        "ubert": ubert,
+        "ubert_top1_speedup": ubert["top1"]["samples_per_s"] / full,
+        "ubert_top0_speedup": ubert["top0"]["samples_per_s"] / full,
+    }
+
+
+def print_table(figures: dict[str, Any], args: argparse.Namespace) -> None:
+    print("\nencoder tokens per training example (SIFN: M = 6 per side, 64 tokens, batch 32)")
+    for k in ("naive", "unique", "grouped"):
+        print(f"  {k:<8} {figures[f'tokens_per_example_{k}']:8.1f}")
+    if "encode_vs_plain" in figures:
+        print(
+            f"\nrayrec encode {figures['encode_reviews_per_s']:.1f} reviews/s, plain loop "
+            f"{figures['plain_reviews_per_s']:.1f} reviews/s: {figures['encode_vs_plain']:.2f}x "
+            f"(store built in {figures['store_build_s']:.0f} s)"
+        )
+    if "sifn_epoch_speedup" in figures:
+        print(
+            f"SIFN epoch: store {figures['sifn_store_epoch_s']:.0f} s, per-step encoding "
+            f"{figures['sifn_naive_epoch_s']:.0f} s (from {args.naive_steps} steps): "
+            f"{figures['sifn_epoch_speedup']:.1f}x; "
+            f"test MSE after 1 epoch {figures['sifn_store_test_mse']:.4f}"
+        )
+    if "ubert" in figures:
+        print(f"\n{'U-BERT fine-tuning':<22} {'samples/s':>10} {'store s':>8} {'budget MSE':>11}")
+        for variant, row in figures["ubert"].items():
+            mse = f"{row['budget_test_mse']:.4f}" if "budget_test_mse" in row else "-"
+            rate, built = row["samples_per_s"], row["store_build_s"]
+            print(f"  {variant:<20} {rate:>10.2f} {built:>8.0f} {mse:>11}")
+
+
+PARTS = ("encode", "sifn", "ubert")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, help="prepared real dataset (e.g. MI)")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--naive-steps", type=int, default=6, help="SIFN per-step encoding")
     parser.add_argument("--ubert-steps", type=int, default=8, help="U-BERT throughput probes")
     parser.add_argument("--plain-sample", type=int, default=1024, help="reviews, plain loop")
@@ -132,116 +221,18 @@ def main() -> None:
     figures: dict[str, Any] = {"data": args.data, "cpus": cpus}
     tokens = tokens_per_example(args.data, m=6, length=64, batch=32)
     figures |= {f"tokens_per_example_{k}": v for k, v in tokens.items()}
-
     with tempfile.TemporaryDirectory() as tmp:
-        root = str(Path(tmp) / "stores")
-        sifn_store = EncodeRequest(args.data, "minilm", 64, layer=6, root=root)
-        store, info = ensure_store(sifn_store)
-        figures["store_build_s"] = info["seconds"]
-        figures["encode_reviews_per_s"] = store.meta["reviews"] / info["seconds"]
-        figures["plain_reviews_per_s"] = plain_reviews_per_s(args.data, 64, args.plain_sample, cpus)
-        figures["encode_vs_plain"] = (
-            figures["encode_reviews_per_s"] / figures["plain_reviews_per_s"]
-        )
-
-        store_cfg = [*SIFN, f"data.review_store={root}"]
-        with_store = run("sifn", args.data, tmp, "sifn-store", store_cfg)
-        naive = run(
-            "sifn",
-            args.data,
-            tmp,
-            "sifn-naive",
-            [
-                *SIFN,
-                "data.review_store=off",
-                f"train.max_steps_per_epoch={args.naive_steps}",
-                "train.max_eval_batches=1",
-            ],
-        )
-        steps = with_store["steps"]
-        figures["sifn_store_epoch_s"] = with_store["train_seconds"]
-        figures["sifn_naive_epoch_s"] = naive["train_seconds"] / naive["steps"] * steps
-        figures["sifn_epoch_speedup"] = (
-            figures["sifn_naive_epoch_s"] / figures["sifn_store_epoch_s"]
-        )
-        figures["sifn_store_test_mse"] = with_store["test"]["mse"]
-
-        ubert: dict[str, dict[str, Any]] = {}
-        for variant, extra in UBERT_VARIANTS.items():
-            probe = [
-                *UBERT,
-                *extra,
-                f"data.review_store={root}",
-                f"train.max_steps_per_epoch={args.ubert_steps}",
-                "train.max_eval_batches=1",
-            ]
-            result = run("ubert_finetune", args.data, tmp, f"ubert-{variant}", probe)
-            built = result["review_states"] or {}
-            ubert[variant] = {
-                "samples_per_s": result["samples_per_s"],
-                "store_build_s": built.get("seconds", 0.0),
-            }
-        for variant, extra in UBERT_VARIANTS.items() if args.budget_s else ():
-            rate = ubert[variant]["samples_per_s"]
-            budget_steps = max(1, int(args.budget_s * rate / 16))
-            result = run(
-                "ubert_finetune",
-                args.data,
-                tmp,
-                f"ubert-{variant}-budget",
-                [
-                    *UBERT,
-                    *extra,
-                    f"data.review_store={root}",
-                    f"train.max_steps_per_epoch={budget_steps}",
-                ],
-            )
-            ubert[variant] |= {
-                "budget_steps": budget_steps,
-                "budget_train_s": result["train_seconds"],
-                "budget_test_mse": result["test"]["mse"],
-            }
-        figures["ubert"] = ubert
-        figures["ubert_top1_speedup"] = (
-            ubert["top1"]["samples_per_s"] / ubert["full"]["samples_per_s"]
-        )
-        figures["ubert_top0_speedup"] = (
-            ubert["top0"]["samples_per_s"] / ubert["full"]["samples_per_s"]
-        )
-
-    print("\nencoder tokens per training example (SIFN: M = 6 per side, 64 tokens, batch 32)")
-    for k in ("naive", "unique", "grouped"):
-        print(f"  {k:<8} {figures[f'tokens_per_example_{k}']:8.1f}")
-    print(
-        f"\nrayrec encode {figures['encode_reviews_per_s']:.1f} reviews/s, plain loop "
-        f"{figures['plain_reviews_per_s']:.1f} reviews/s: {figures['encode_vs_plain']:.2f}x "
-        f"(store built in {figures['store_build_s']:.0f} s)"
-    )
-    print(
-        f"SIFN epoch: store {figures['sifn_store_epoch_s']:.0f} s, per-step encoding "
-        f"{figures['sifn_naive_epoch_s']:.0f} s (from {args.naive_steps} steps): "
-        f"{figures['sifn_epoch_speedup']:.1f}x; "
-        f"test MSE after 1 epoch {figures['sifn_store_test_mse']:.4f}"
-    )
-    print(f"\n{'U-BERT fine-tuning':<22} {'samples/s':>10} {'store s':>8} {'budget MSE':>11}")
-    for variant, row in ubert.items():
-        mse = f"{row['budget_test_mse']:.4f}" if "budget_test_mse" in row else "-"
-        print(
-            f"  {variant:<20} {row['samples_per_s']:>10.2f} {row['store_build_s']:>8.0f} {mse:>11}"
-        )
+        root = str(Path(tmp) / "stores")  # a fresh store: its build is measured
+        if "encode" in args.parts:
+            figures |= measure_encode(args, root, cpus)
+        if "sifn" in args.parts:
+            figures |= measure_sifn(args, root, tmp)
+        if "ubert" in args.parts:
+            figures |= measure_ubert(args, root, tmp)
+    print_table(figures, args)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"args": vars(args), **figures}, indent=2))
-    keys = (
-        "sifn_epoch_speedup",
-        "store_build_s",
-        "ubert_top1_speedup",
-        "ubert_top0_speedup",
-        "tokens_per_example_naive",
-        "tokens_per_example_unique",
-        "tokens_per_example_grouped",
-        "encode_vs_plain",
-    )
-    print(json.dumps({k: round(figures[k], 4) for k in keys} | {"ubert": ubert}))
+    print(json.dumps({k: v for k, v in figures.items() if k not in ("data",)}))
 
 
 if __name__ == "__main__":
