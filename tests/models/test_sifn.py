@@ -87,3 +87,21 @@ def test_fits_a_real_batch(data_info, rating_batch, fit) -> None:
     before, after = fit(_sifn(data_info), rating_batch, steps=25, lr=1e-2)
     assert after["loss"] < 0.5 * before["loss"], (before, after)
     assert after["sentiment_loss"] < before["sentiment_loss"], (before, after)
+
+
+def test_id_and_bias_penalty_is_the_documented_l2(data_info, rating_batch) -> None:
+    torch.manual_seed(0)
+    plain = SIFN(SIFNConfig(backbone="tiny"), data_info).eval()
+    regularised = SIFN(SIFNConfig(backbone="tiny", id_reg=0.1, bias_reg=0.5), data_info).eval()
+    regularised.load_state_dict(plain.state_dict())
+    torch.nn.init.normal_(regularised.user_bias.weight)  # non-zero biases
+    plain.load_state_dict(regularised.state_dict())
+    with torch.no_grad():
+        base, penalised = plain(rating_batch)["loss"], regularised(rating_batch)["loss"]
+    e_u = plain.user_id(rating_batch["user_idx"]).square().sum(-1)
+    e_i = plain.item_id(rating_batch["item_idx"]).square().sum(-1)
+    b_u = plain.user_bias(rating_batch["user_idx"]).squeeze(-1)
+    b_i = plain.item_bias(rating_batch["item_idx"]).squeeze(-1)
+    expected = (0.1 * (e_u + e_i) + 0.5 * (b_u.square() + b_i.square())).mean()
+    assert torch.allclose(penalised - base, expected, rtol=1e-5)
+    assert expected > 0.1
