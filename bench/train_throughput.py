@@ -27,7 +27,7 @@ from plain_loop import plain_samples_per_s
 
 from rayrec.train.config import TrainConfig, load_config
 from rayrec.train.corpus import default_dataset
-from rayrec.train.trainer import cpus_per_worker_leaving_data_cpus, ensure_ray, fit
+from rayrec.train.trainer import ensure_ray, fit
 
 DEFAULT_MODELS = ("sifn", "ubert_finetune")
 OUT = Path(__file__).resolve().parent / "out" / "train_throughput.json"
@@ -83,7 +83,7 @@ def main() -> None:
             )
             for label, workers, engine in RAYREC_RUNS:
                 name = f"{model}-{label.replace(' ', '').replace(',', '-')}"
-                cpus = min(1.0, cpus_per_worker_leaving_data_cpus(cluster_cpus, workers))
+                cpus = min(1.0, cluster_cpus / workers)
                 cfg = bench_config(
                     model,
                     args,

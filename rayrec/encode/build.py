@@ -9,7 +9,8 @@ each shard's states (float16) and index straight to the store's storage (local o
 ``meta.json`` is written last, by the driver, once every shard is there.
 
 Actor pool size: ``--use-gpu`` gives each actor one GPU and starts one per GPU of the cluster;
-on CPUs each actor runs ``threads`` torch threads and the pool has ``CPUs // threads`` actors.
+on CPUs each actor runs ``threads`` torch threads and the pool has ``CPUs // threads`` actors
+(inside a placement group, a Tune trial's, the group's CPUs and GPUs count, not the cluster's).
 """
 
 from __future__ import annotations
@@ -157,9 +158,22 @@ class ShardEncoder:
         return {k: np.array(v) for k, v in done.items()}
 
 
+def available_resources() -> dict[str, float]:
+    """The CPUs and GPUs this build may use: its placement group's (a Tune trial's), else
+    the cluster's."""
+    group = ray.util.get_current_placement_group()
+    if group is None:
+        return ray.cluster_resources()
+    totals: dict[str, float] = {}
+    for bundle in group.bundle_specs:
+        for name, amount in bundle.items():
+            totals[name] = totals.get(name, 0.0) + amount
+    return totals
+
+
 def pool_size(request: EncodeRequest) -> tuple[int, int]:
-    """``(actors, threads per actor)`` from the cluster's resources."""
-    resources = ray.cluster_resources()
+    """``(actors, threads per actor)`` from the resources this build may use."""
+    resources = available_resources()
     if request.use_gpu:
         return request.actors or max(1, int(resources.get("GPU", 0))), 1
     cpus = max(1, int(resources.get("CPU", 1)))

@@ -38,9 +38,9 @@ from rayrec.train.datasets import train_rows
 from rayrec.train.loop import FINAL_FILE, train_loop_per_worker
 
 RESULTS_FILE = "results.json"
+DATA_CPUS = 1.0  # left to Ray Data's read and write tasks beside an actor pool (rayrec.serve)
 STORAGE_ENV = "RAYREC_STORAGE"
 DEFAULT_STORAGE = "~/rayrec/runs"
-DATA_CPUS = 1.0  # what a Ray Data read task of the training data asks for
 
 
 def versions() -> dict[str, str]:
@@ -89,27 +89,20 @@ def run_cpus(cfg: TrainConfig) -> float:
     return cfg.run.num_workers * cfg.run.cpus_per_worker
 
 
-def cpus_per_worker_leaving_data_cpus(cluster_cpus: float, num_workers: int) -> float:
-    """The largest ``run.cpus_per_worker`` that leaves ``DATA_CPUS`` of the cluster free."""
-    return (cluster_cpus - DATA_CPUS) / num_workers
-
-
-def data_cpu_warning(cfg: TrainConfig, cluster_cpus: float) -> str | None:
-    """A warning if the run's workers leave the cluster less than one CPU for the Ray Data
-    read tasks that feed them: the run would wait until an autoscaler adds a node, and
-    for ever on a fixed machine (a laptop)."""
+def cpu_warning(cfg: TrainConfig, cluster_cpus: float) -> str | None:
+    """A warning if the run's workers need more CPUs than the cluster has: the run waits
+    until an autoscaler adds a node, and for ever on a fixed machine (a laptop). The workers
+    read their data themselves (:mod:`rayrec.train.datasets`), so nothing else needs a CPU
+    while they train."""
     workers = run_cpus(cfg)
-    if cluster_cpus - workers >= DATA_CPUS:
+    if workers <= cluster_cpus:
         return None
-    fix = "fewer workers"
-    if cluster_cpus > DATA_CPUS:
-        fitting = cpus_per_worker_leaving_data_cpus(cluster_cpus, cfg.run.num_workers)
-        fix = f"run.cpus_per_worker={fitting:g} or {fix}"
+    fitting = cluster_cpus / cfg.run.num_workers
+    fix = f"run.cpus_per_worker={fitting:g} or fewer workers" if fitting > 0 else "more nodes"
     return (
-        f"warning: {cfg.run.num_workers} worker(s) of {cfg.run.cpus_per_worker:g} CPU take "
-        f"{workers:g} of the cluster's {cluster_cpus:g} CPUs and leave less than "
-        f"{DATA_CPUS:g} for Ray Data's read tasks: the run waits for more nodes (an "
-        f"autoscaling cluster) and hangs on a fixed machine; use {fix}"
+        f"warning: {cfg.run.num_workers} worker(s) of {cfg.run.cpus_per_worker:g} CPU need "
+        f"{workers:g} CPUs and the cluster has {cluster_cpus:g}: the run waits for more nodes "
+        f"(an autoscaling cluster) and hangs on a fixed machine; use {fix}"
     )
 
 
@@ -121,7 +114,7 @@ def fit(
     ``RunConfig`` (a Tune trial passes Tune's ``TuneReportCallback`` to forward reports)."""
     started = time.perf_counter()
     ensure_ray()
-    if warning := data_cpu_warning(cfg, ray.cluster_resources().get("CPU", 0.0)):
+    if warning := cpu_warning(cfg, ray.cluster_resources().get("CPU", 0.0)):
         print(warning, flush=True)
     spec = get_model_spec(cfg.model.name)
     dataset = PreparedDataset(data_uri)

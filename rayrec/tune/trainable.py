@@ -13,11 +13,13 @@ sweep) continues its training run from the run's latest checkpoint.
 
 Resources (sized so that trials never wait on each other): a trial's placement group holds
 its driver (a little memory, no CPU: it only waits on its run) and one CPU for the Ray Data
-read tasks of its run, which are pointed at that group (:func:`pin_data_to_trial`); the run's
-workers take ``num_workers * cpus_per_worker`` CPUs in Ray Train's own placement group.
-Without the pinning, Ray Data shares the cluster's unreserved CPUs among all live
-executions, and concurrent trials on a small machine can each be left with less than the
-one CPU a read task needs (they then wait forever). :func:`max_concurrent_trials` caps the
+tasks the trial runs itself (the workers read their training data without Ray Data; a trial
+builds a review-state store when the sweep varies what its states depend on), which are
+pointed at that group (:func:`pin_data_to_trial`) and sized to it; the run's workers take
+``num_workers * cpus_per_worker`` CPUs in Ray Train's own placement group. Without the
+pinning, Ray Data shares the cluster's unreserved CPUs among all live executions, and
+concurrent trials on a small machine can each be left with less than the one CPU a task
+needs (they then wait forever). :func:`max_concurrent_trials` caps the
 trials running at once so that all of them fit together.
 """
 
@@ -35,10 +37,11 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from rayrec.data import storage
 from rayrec.errors import CliError
 from rayrec.train.config import TrainConfig
-from rayrec.train.trainer import DATA_CPUS, fit, run_cpus  # DATA_CPUS: per trial, for reads
+from rayrec.train.trainer import fit, run_cpus
 from rayrec.tune.space import apply_values
 
 DRIVER_MEMORY = 256 * 1024**2  # the trial driver's bundle (Tune refuses an empty one)
+DATA_CPUS = 1.0  # the Ray Data tasks a trial runs itself (a store the sweep could not share)
 TRIAL_RESOURCES = tune.PlacementGroupFactory([{"memory": DRIVER_MEMORY}, {"CPU": DATA_CPUS}])
 
 

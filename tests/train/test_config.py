@@ -15,7 +15,7 @@ from rayrec.train.checkpoint import SafeTorchCheckpointEngine
 from rayrec.train.cli import check_run_name, config_from_args
 from rayrec.train.config import CONFIG_DIR, apply_override, load_config
 from rayrec.train.schedule import Schedule
-from rayrec.train.trainer import data_cpu_warning, run_storage
+from rayrec.train.trainer import cpu_warning, run_storage
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -109,17 +109,13 @@ def test_cli_run_names_are_not_reused_by_accident(tmp_path: Path) -> None:
     check_run_name(cfg, resume=True)
 
 
-def test_workers_that_leave_no_cpu_for_ray_data_are_warned_about() -> None:
+def test_workers_that_need_more_cpus_than_the_cluster_are_warned_about() -> None:
     two_workers = load_config("biased_mf", overrides=["run.num_workers=2"])
-    assert data_cpu_warning(two_workers, cluster_cpus=3) is None
-    warning = data_cpu_warning(two_workers, cluster_cpus=2)
-    assert warning and "take 2 of the cluster's 2 CPUs" in warning
+    assert cpu_warning(two_workers, cluster_cpus=2) is None  # they read their own data
+    warning = cpu_warning(two_workers, cluster_cpus=1)
+    assert warning and "need 2 CPUs and the cluster has 1" in warning
     assert "run.cpus_per_worker=0.5" in warning
-    halves = load_config("biased_mf", overrides=["run.num_workers=2", "run.cpus_per_worker=0.5"])
-    assert data_cpu_warning(halves, cluster_cpus=2) is None
-    assert "fewer workers" in data_cpu_warning(
-        two_workers, cluster_cpus=0
-    )  # autoscaled: no CPU yet
+    assert "more nodes" in cpu_warning(two_workers, cluster_cpus=0)  # autoscaled: no CPU yet
 
 
 def test_runs_go_to_rayrec_storage_or_home_never_the_working_dir(
