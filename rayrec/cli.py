@@ -1,4 +1,5 @@
-"""The ``rayrec`` console script: ``prepare``, ``encode``, ``train``, ``tune`` and ``demo``.
+"""The ``rayrec`` console script: ``prepare``, ``encode``, ``train``, ``tune``, ``demo``,
+``predict`` and ``recommend``.
 
 Every job in ``jobs/`` is this command line with its sub-command fixed (``jobs/train_sifn.py``
 is ``rayrec train sifn``), so ``ray job submit -- python jobs/train_sifn.py --epochs 3`` and
@@ -72,6 +73,22 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int)
 
 
+def _add_serve_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a finished run: <storage>/<name>")
+    p.add_argument(
+        "--data",
+        help="prepared dataset (default: the run's); its manifest must be the run's",
+    )
+    p.add_argument("--out", required=True, help="output directory (local or s3://), new")
+    p.add_argument("--use-gpu", action="store_true", help="one GPU per scoring actor")
+    p.add_argument(
+        "--batch-size", type=int, help="pairs per model call (default: train.eval_batch_size)"
+    )
+    p.add_argument(
+        "--actors", type=int, help="scoring actors (default: one per GPU, or per CPU but one)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rayrec", description="Distributed training of review-based recommenders on Ray."
@@ -122,6 +139,17 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="U-BERT pretraining then fine-tuning on the embedded corpus, vs baselines"
     )
     _add_run_flags(demo)
+
+    predict = sub.add_parser("predict", help="score a split's pairs with a run's best weights")
+    _add_serve_flags(predict)
+    predict.add_argument("--split", choices=("train", "val", "test"), default="test")
+
+    recommend = sub.add_parser(
+        "recommend", help="each user's top-K items without a training pair, by a run's model"
+    )
+    _add_serve_flags(recommend)
+    recommend.add_argument("--k", type=int, default=10, help="items per user")
+    recommend.add_argument("--users", type=int, help="only the first N users (dense ids)")
     return parser
 
 
@@ -148,6 +176,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from rayrec.encode.cli import run_encode
 
             return run_encode(args)
+        if args.command == "predict":
+            from rayrec.serve.cli import run_predict
+
+            return run_predict(args)
+        if args.command == "recommend":
+            from rayrec.serve.cli import run_recommend
+
+            return run_recommend(args)
         from rayrec.train.demo import run_demo
 
         return run_demo(args)
