@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     demo = sub.add_parser(
-        "demo", help="U-BERT pretraining then fine-tuning on the embedded corpus, vs baselines"
+        "demo", help="SIFN and U-BERT vs the baselines on the shipped Musical Instruments reviews"
     )
     _add_run_flags(demo)
 
