@@ -31,6 +31,7 @@ no compiler runs.
 from __future__ import annotations
 
 import contextlib
+import sys
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,6 +39,7 @@ import deepspeed
 import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import LambdaLR
 
@@ -73,16 +75,41 @@ def skip_unused_ops() -> None:
     deepspeed.ops.__compatible_ops__[SHM_OP] = False
 
 
-def build_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+def embedding_tables(module: nn.Module) -> set[int]:
+    """The ``id()`` of every weight of the model's own ``nn.Embedding`` tables (users, items,
+    their biases, a CNN's words), not of a pre-trained text encoder's embeddings."""
+    transformers = sys.modules.get("transformers")  # imported only by models that build BERT
+    encoder: set[int] = set()
+    if transformers is not None:
+        for sub in module.modules():
+            if isinstance(sub, transformers.PreTrainedModel):
+                encoder |= {id(p) for p in sub.parameters()}
+    return {
+        id(sub.weight)
+        for sub in module.modules()
+        if isinstance(sub, nn.Embedding) and id(sub.weight) not in encoder
+    }
+
+
+def build_optimizer(
+    params: list[torch.nn.Parameter], cfg: TrainConfig, tables: set[int] = frozenset()
+) -> torch.optim.Optimizer:
     """AdamW; ``train.weight_decay`` applies to matrices (weights, embeddings) only, not to
-    biases and LayerNorm gains (every 1-D parameter), as BERT's recipe and nanoGPT do."""
+    biases and LayerNorm gains (every 1-D parameter), as BERT's recipe and nanoGPT do.
+
+    ``train.embedding_lr`` (if set) is the learning rate of the embedding ``tables``
+    (:func:`embedding_tables`): Adam moves a parameter by about lr per update and a user's
+    row is updated only in the steps that hold the user, so at a text head's lr (1e-3) the id
+    embeddings and biases of a hybrid model move far slower than a biased MF's (3e-2)."""
     t = cfg.train
+    table_lr = t.embedding_lr or t.lr
     groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": t.weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        {"params": [p for p in params if id(p) in tables], "lr": table_lr},
+        {"params": [p for p in params if id(p) not in tables and p.dim() >= 2]},
+        {"params": [p for p in params if id(p) not in tables and p.dim() < 2], "weight_decay": 0.0},
     ]
     groups = [g for g in groups if g["params"]]
-    return torch.optim.AdamW(groups, lr=t.lr, betas=t.betas)
+    return torch.optim.AdamW(groups, lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
 
 
 def _phase_params(module: RecModel, phase: str) -> list[torch.nn.Parameter]:
@@ -118,8 +145,9 @@ class DeepSpeedEngine:
         self.module = module
         self.phases = module.update_phases
         self.engines: dict[str, Any] = {}
+        tables = embedding_tables(module)
         for phase in self.phases:
-            optimizer = build_optimizer(_phase_params(module, phase), cfg)
+            optimizer = build_optimizer(_phase_params(module, phase), cfg, tables)
             engine, *_ = deepspeed.initialize(
                 model=module,
                 optimizer=optimizer,
@@ -184,7 +212,8 @@ class DDPEngine:
         self.accum, self.clip = cfg.train.grad_accum, cfg.train.clip
         self.bf16 = cfg.engine.precision == "bf16"
         self.params = {p: _phase_params(module, p) for p in self.phases}
-        self.optimizers = {p: build_optimizer(self.params[p], cfg) for p in self.phases}
+        tables = embedding_tables(module)
+        self.optimizers = {p: build_optimizer(self.params[p], cfg, tables) for p in self.phases}
         self.schedulers = {p: LambdaLR(self.optimizers[p], schedule) for p in self.phases}
         self.micro = dict.fromkeys(self.phases, 0)
 
