@@ -48,7 +48,16 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "sifn_in": ("sifn", ["model.params.interaction=fm"]),
     "sifn_sp": ("sifn", ["model.params.sentiment_weight=0"]),
     "sifn_owner_id": ("sifn", ["model.params.review_id=owner"]),
-    "ubert_frozen": ("ubert_finetune", ["model.params.trainable_layers=0"]),
+    "ubert_frozen": (
+        "ubert_finetune",
+        [
+            "model.params.trainable_layers=0",
+            "data.max_len=64",  # SIFN's store
+            "train.lr=1e-3",
+            "train.epochs=1",
+            "train.max_steps_per_epoch=200",
+        ],
+    ),
     "ubert_top1": ("ubert_finetune", ["model.params.trainable_layers=1"]),
     "bertrs": ("bertrs", []),
 }

@@ -36,14 +36,15 @@ REFERENCE = "biased MF"
 DEMO_RUNS: dict[str, tuple[str, list[str]]] = {
     "global mean": ("global_mean", []),
     REFERENCE: ("biased_mf", []),
-    "SIFN (frozen MiniLM)": ("sifn", ["train.epochs=4", "train.log_every=50"]),
+    "SIFN (frozen MiniLM)": ("sifn", ["train.epochs=3", "train.log_every=50"]),
     "U-BERT P- (frozen MiniLM)": (
         "ubert_finetune",
         [
             "model.params.trainable_layers=0",
             "data.max_len=64",  # the length of SIFN's store: both read one store
             "train.lr=1e-3",
-            "train.epochs=2",
+            "train.epochs=1",
+            "train.max_steps_per_epoch=200",
             "train.log_every=50",
         ],
     ),
