@@ -6,7 +6,9 @@
 Trains :class:`~rayrec.models.baselines.GlobalMean` and
 :class:`~rayrec.models.baselines.BiasedMF` with a plain PyTorch loop (Adam, mini-batches of
 user-item ids, weight decay as MF's regulariser), keeps the epoch with the best validation
-MSE and prints its test MSE, RMSE and MAE.
+MSE and prints its test MSE, RMSE and MAE (scored by :class:`rayrec.eval.metrics.Evaluation`).
+``bench/tuned_mf.py`` trains the shipped presets (biased MF with its tuned L2 penalty) through
+`rayrec train`'s code path instead.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import torch
 
 from rayrec.data.prepared import PreparedDataset
+from rayrec.eval.metrics import Evaluation
 from rayrec.models.base import DataInfo
 from rayrec.models.registry import build_model
 
@@ -30,11 +33,12 @@ def tensors(prepared: PreparedDataset, split: str) -> dict[str, torch.Tensor]:
 
 
 def errors(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    """MSE, RMSE, MAE as rayrec evaluates them (predictions clipped to [1, 5])."""
     model.eval()
+    evaluation = Evaluation("rating")
     with torch.no_grad():
-        diff = model(batch)["prediction"] - batch["rating"]
-    return {"mse": float((diff**2).mean()), "rmse": float((diff**2).mean().sqrt()),
-            "mae": float(diff.abs().mean())}  # fmt: skip
+        evaluation.update(batch, model(batch))
+    return evaluation.result()
 
 
 def fit(name: str, config: dict, info: DataInfo, data: dict, args) -> tuple[int, float, dict]:

@@ -43,7 +43,9 @@ same λ and ``γ = 2·lr/B``. ``loss`` (what the optimizer minimises and ``train
 includes the penalty; the evaluation metrics (:mod:`rayrec.eval.metrics`) read only
 ``prediction``, so validation and test MSE are the plain squared error. A penalty on the rows
 a batch touches, not on whole tables, is also why AdamW's weight decay (which shrinks every
-row at every step, seen or not, by ``lr · weight_decay``) is no stand-in for it.
+row at every step, seen or not, by ``lr · weight_decay``) is no stand-in for it: the
+``biased_mf`` and ``ncf`` presets set ``weight_decay: 0`` and carry λs chosen on validation
+(their headers say how).
 
 Review documents (DeepCoNN, also used by SAFMR): a user's (item's) review slots are
 concatenated into one token sequence by :func:`concat_reviews`, keeping only real tokens in

@@ -118,6 +118,11 @@ def test_paper_settings_in_the_shipped_spaces() -> None:
     safmr = load_space_file("safmr").dimensions
     assert {"model.params.n_filters", "model.params.transform_layers"} <= set(safmr)
     assert "model.params.factors" in load_space_file("bertrs").dimensions
+    # the id baselines sweep their L2 penalties, and biased MF includes the biases-only model
+    mf = load_space_file("biased_mf").dimensions
+    assert all(0 in mf[f"model.params.{key}"].args for key in ("factors", "reg", "bias_reg"))
+    assert "train.weight_decay" not in mf
+    assert 0 in load_space_file("ncf").dimensions["model.params.reg"].args
 
 
 def test_space_file_errors_name_the_file(tmp_path: Path) -> None:
