@@ -64,11 +64,11 @@ def test_search_algorithms() -> None:
 
 
 def test_trial_config_names_the_run_and_reads_the_states() -> None:
-    base = load_config("sifn").model_dump(mode="json")
+    base = load_config("sifn", overrides=["train.lr=1e-3"]).model_dump(mode="json")
     cfg = trial_config(
-        base, {"train.lr": 0.01}, runs="/s/runs", name="t_00001", states="/s/encodings/k"
+        base, {"train.lr": 0.05}, runs="/s/runs", name="t_00001", states="/s/encodings/k"
     )
-    assert (cfg.train.lr, cfg.run.name, cfg.run.storage) == (0.01, "t_00001", "/s/runs")
+    assert (cfg.train.lr, cfg.run.name, cfg.run.storage) == (0.05, "t_00001", "/s/runs")
     assert cfg.model.params["review_states"] == "/s/encodings/k"
     assert base["train"]["lr"] == 1e-3 and "review_states" not in base["model"]["params"]
 
