@@ -14,4 +14,6 @@ RUN pip install --no-cache-dir . \
     && python -c "import ray, rayrec; assert ray.__version__ == '2.60.0', ray.__version__"
 # RayJob entrypoints run `python jobs/...` from this directory (the containers' workingDir).
 COPY --chown=1000:100 jobs ./jobs
+# the Musical Instruments reviews of the main job (rayrec.data.real looks in ./data)
+COPY --chown=1000:100 data ./data
 USER 1000

@@ -78,7 +78,7 @@ def trial_rows(
                 best=best,
                 best_epoch=values.index(best) + 1 if values else None,
                 test=(finished or {}).get("test", {}).get(test_key),
-                values={k: result.config.get(k) for k in keys},
+                values={k: (result.config or {}).get(k) for k in keys},  # None: failed early
             )
         )
     return sorted(rows, key=lambda r: r.trial_id)
