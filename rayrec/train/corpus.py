@@ -107,16 +107,24 @@ def real_dataset(report: Callable[[str], None] = print, **changes: Any) -> str:
     source = musical_instruments_path()
     key = json.dumps({"file": storage.sha256(str(source)), **params}, sort_keys=True)
     out = cache_root() / "prepared" / f"mi-seed{params['seed']}-{_digest(key)}"
-    if storage.exists(storage.join(str(out), MANIFEST)):
-        return str(out)
-    report(f"preparing the shipped Musical Instruments reviews ({source.name}) into {out}")
-    config = PrepareConfig(sources=[f"amazon2014:{source}"], out=str(out), overwrite=True, **params)
-    prepare(config, report)
-    return str(out)
+    what = f"the shipped Musical Instruments reviews ({source.name})"
+    return _cached(out, f"amazon2014:{source}", params, what, report)
 
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def _cached(
+    out: Path, source: str, params: dict[str, Any], what: str, report: Callable[[str], None]
+) -> str:
+    """``out`` if it holds a prepared dataset (its manifest is written last), else ``source``
+    prepared into it with ``params``."""
+    if storage.exists(storage.join(str(out), MANIFEST)):
+        return str(out)
+    report(f"preparing {what} into {out}")
+    prepare(PrepareConfig(sources=[source], out=str(out), overwrite=True, **params), report)
+    return str(out)
 
 
 def default_dataset(report: Callable[[str], None] = print, **changes: Any) -> str:
@@ -124,9 +132,4 @@ def default_dataset(report: Callable[[str], None] = print, **changes: Any) -> st
     preparing it if it is not in the cache yet."""
     params = DEMO_CORPUS | changes
     out = cache_root() / "prepared" / f"synthetic-{_digest(json.dumps(params, sort_keys=True))}"
-    if storage.exists(storage.join(str(out), MANIFEST)):
-        return str(out)
-    report(f"preparing the embedded synthetic corpus into {out}")
-    config = PrepareConfig(sources=[f"synthetic:{out}-raw"], out=str(out), overwrite=True, **params)
-    prepare(config, report)
-    return str(out)
+    return _cached(out, f"synthetic:{out}-raw", params, "the embedded synthetic corpus", report)
