@@ -97,7 +97,6 @@ def encode_reviews(
     computed in length-sorted batches of ``BATCH_REVIEWS`` (each review as if alone)."""
     order = np.argsort([len(t) for t in token_ids], kind="stable")
     out: list[np.ndarray] = [np.zeros((0, 0), dtype=np.float16)] * len(token_ids)
-    dtype = bert.embeddings.word_embeddings.weight.dtype
     for start in range(0, len(order), BATCH_REVIEWS):
         batch = order[start : start + BATCH_REVIEWS]
         width = max(1, max(len(token_ids[r]) for r in batch))
@@ -109,9 +108,9 @@ def encode_reviews(
         states = lower_states(
             bert, torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device), layer
         )
-        states = states.to(torch.float16 if dtype == torch.float32 else dtype).float().cpu()
+        states = states.float().cpu().numpy()  # numpy has no bfloat16: via float32
         for row, r in enumerate(batch):
-            out[r] = states[row, : len(token_ids[r])].numpy().astype(np.float16)
+            out[r] = states[row, : len(token_ids[r])].astype(np.float16)
     return out
 
 
@@ -216,12 +215,11 @@ def ensure_store(request: EncodeRequest, log: Any = print) -> tuple[StateStore, 
             num_cpus=0 if request.use_gpu else threads,
             num_gpus=1 if request.use_gpu else 0,
         )
-        reviews_done = 0
+        reviews_done, todo_reviews = 0, sum(ranges[s][1] - ranges[s][0] for s in todo)
         for n, row in enumerate(results.iter_rows(), start=1):
             reviews_done += int(row["reviews"])
             elapsed = time.perf_counter() - started
             rate = reviews_done / elapsed
-            todo_reviews = sum(ranges[s][1] - ranges[s][0] for s in todo)
             eta = (todo_reviews - reviews_done) / rate if rate else 0.0
             log(
                 f"encode: shard {n}/{len(todo)} done, {reviews_done}/{todo_reviews} reviews, "

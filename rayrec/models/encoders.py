@@ -147,31 +147,29 @@ def n_layers(bert: BertModel) -> int:
     return len(bert.encoder.layer)
 
 
-def lower_states(bert: BertModel, input_ids: Tensor, attention_mask: Tensor, layer: int) -> Tensor:
-    """The output of BERT's embeddings and its first ``layer`` transformer layers ``[N, L, d]``
-    (``layer == n_layers(bert)``: the last hidden states)."""
+def _run_layers(bert: BertModel, states: Tensor, attention_mask: Tensor, layers: slice) -> Tensor:
+    """BERT's transformer ``layers`` over ``states [N, L, d]``, padding keys masked out."""
     from transformers.masking_utils import create_bidirectional_mask
 
-    states = bert.embeddings(input_ids=input_ids)
     mask = create_bidirectional_mask(
         config=bert.config, inputs_embeds=states, attention_mask=attention_mask.long()
     )
-    for block in bert.encoder.layer[:layer]:
+    for block in bert.encoder.layer[layers]:
         states = block(states, mask)
     return states
+
+
+def lower_states(bert: BertModel, input_ids: Tensor, attention_mask: Tensor, layer: int) -> Tensor:
+    """The output of BERT's embeddings and its first ``layer`` transformer layers ``[N, L, d]``
+    (``layer == n_layers(bert)``: the last hidden states)."""
+    states = bert.embeddings(input_ids=input_ids)
+    return _run_layers(bert, states, attention_mask, slice(None, layer))
 
 
 def upper_states(bert: BertModel, states: Tensor, attention_mask: Tensor, layer: int) -> Tensor:
     """Run BERT's transformer layers ``layer..n-1`` over the states of layer ``layer``: with
     :func:`lower_states` this is BERT's forward pass, split at ``layer``."""
-    from transformers.masking_utils import create_bidirectional_mask
-
-    mask = create_bidirectional_mask(
-        config=bert.config, inputs_embeds=states, attention_mask=attention_mask.long()
-    )
-    for block in bert.encoder.layer[layer:]:
-        states = block(states, mask)
-    return states
+    return _run_layers(bert, states, attention_mask, slice(layer, None))
 
 
 def first_occurrences(keys: Tensor) -> tuple[Tensor, Tensor]:
@@ -275,13 +273,13 @@ class ReviewEncoder(nn.Module):
             hidden = self.bert.embeddings.word_embeddings.weight.new_zeros(*lead, length, self.dim)
             pooled = hidden[..., 0, :] if self.bert.pooler is not None else None
             return ReviewStates(hidden, hidden[..., 0, :], pooled)
-        flat_ids = review_ids.reshape(-1)[rows] if review_ids is not None else None
+        flat_ids = review_ids.reshape(-1) if review_ids is not None else None
         encoded, inverse = rows, None
         if flat_ids is not None and self.unique_reviews:
-            first, inverse = first_occurrences(flat_ids)
+            first, inverse = first_occurrences(flat_ids[rows])
             encoded = rows[first]
         width = int(mask[encoded].any(dim=0).nonzero().max()) + 1
-        encoded_ids = review_ids.reshape(-1)[encoded] if review_ids is not None else None
+        encoded_ids = flat_ids[encoded] if flat_ids is not None else None
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
             states = self._encode(ids[encoded, :width], mask[encoded, :width], encoded_ids)
         if inverse is not None:
