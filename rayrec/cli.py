@@ -9,6 +9,7 @@ is ``rayrec train sifn``), so ``ray job submit -- python jobs/train_sifn.py --ep
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -102,7 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("model", choices=TRAINABLE_MODELS)
     _add_run_flags(train)
     train.add_argument("--pretrained", help="U-BERT pretraining checkpoint (ubert_finetune)")
-    train.add_argument("--resume", action="store_true", help="resume the run named --name")
+    train.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        choices=("auto",),
+        help="resume the run named --name; `--resume auto`: resume it if it exists, else start "
+        "it (what a re-applied or retried job passes)",
+    )
 
     tune = sub.add_parser("tune", help="hyperparameter sweep with Ray Tune")
     tune.add_argument("model", choices=TRAINABLE_MODELS)
@@ -114,7 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--scheduler", choices=("asha", "fifo"), default="asha")
     tune.add_argument("--search", choices=("random", "optuna"), default="random")
     tune.add_argument("--max-concurrent", type=int, default=None)
-    tune.add_argument("--resume", metavar="NAME", help="resume the sweep with this name")
+    tune.add_argument(
+        "--resume",
+        metavar="NAME",
+        help="resume the sweep with this name; `--resume auto`: resume the sweep named --name "
+        "if it exists, else start it",
+    )
 
     encode = sub.add_parser(
         "encode", help="build the review-state store (encoder states of every review, once)"
@@ -150,12 +164,40 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve_flags(recommend)
     recommend.add_argument("--k", type=int, default=10, help="items per user")
     recommend.add_argument("--users", type=int, help="only the first N users (dense ids)")
+    for command in sub.choices.values():
+        command.add_argument(
+            "-v", "--verbose", action="store_true", help="Ray's own console output (rayrec.logs)"
+        )
     return parser
+
+
+def check_no_credentials(args: argparse.Namespace) -> None:
+    """Refuse any flag value (and ``$RAYREC_STORAGE``) that holds a URI with credentials or a
+    presigned query string: rayrec would store it verbatim in results.json and manifest.json."""
+    from rayrec.data.storage import credential_problem
+
+    values: list[tuple[str, str]] = [("$RAYREC_STORAGE", os.environ.get("RAYREC_STORAGE", ""))]
+    for key, value in vars(args).items():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                flag = "--set" if key == "overrides" else f"--{key.replace('_', '-')}"
+                values.append((flag, item))
+    for flag, value in values:
+        problem = credential_problem(value)
+        if problem:
+            raise CliError(
+                f"{flag}: {problem}; pass credentials through the environment (AWS variables, "
+                "instance profile, IRSA), never in a URI"
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from rayrec.logs import configure
+
+    configure(args.command, verbose=args.verbose)
     try:
+        check_no_credentials(args)
         if args.command == "prepare":
             from rayrec.data.prepare_cli import run_prepare
 

@@ -10,6 +10,7 @@ import time
 
 from pydantic import ValidationError
 
+from rayrec.data import storage
 from rayrec.data.pipeline import PrepareConfig, prepare
 from rayrec.data.sources import SourceError
 from rayrec.errors import CliError
@@ -36,6 +37,11 @@ def config_from_args(args: argparse.Namespace) -> PrepareConfig:
     if args.source and not args.out:
         raise CliError("--out is required with --source (a local directory or s3:// URI)")
     out = args.out or DEFAULT_OUT
+    if args.overwrite:
+        try:
+            storage.check_deletable(out)
+        except storage.UnsafeURI as err:
+            raise CliError(f"--overwrite: {err}") from None
     sources = args.source or [DEFAULT_SYNTHETIC.format(out=out.rstrip("/"))]
     try:
         return PrepareConfig(

@@ -12,15 +12,76 @@ import hashlib
 import json
 import os
 import posixpath
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import fsspec
 from fsspec.core import url_to_fs
 
 CHUNK = 1 << 20
+# A URI inside any text (a flag value, a --set override, a --source FORMAT:URI:DOMAIN).
+URI_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s,;]+")
+# Query parameters that make a URI a credential: presigned S3 (SigV4 and SigV2), GCS, Azure
+# SAS, and bare tokens.
+SIGNED_QUERY_KEYS = {
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-amz-security-token",
+    "awsaccesskeyid",
+    "signature",
+    "x-goog-signature",
+    "x-goog-credential",
+    "googleaccessid",
+    "sig",
+    "token",
+    "access_token",
+}
+
+
+class UnsafeURI(ValueError):
+    """A URI that would put a credential into rayrec's outputs, or a deletion too wide."""
+
+
+def credential_problem(text: str) -> str | None:
+    """Why ``text`` holds a URI that carries a credential (``user:pass@`` or a presigned query
+    string), or None. rayrec records its URIs verbatim (results.json, manifest.json, sweep.json,
+    logs), so such a URI is refused rather than stored: credentials come from the environment
+    (the AWS variables, an instance profile, IRSA), never from a URI."""
+    for uri in URI_IN_TEXT.findall(text):
+        parts = urlsplit(uri)
+        if "@" in parts.netloc:
+            return f"{_redacted(parts)} has credentials in it (user:password@)"
+        keys = {key.lower() for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
+        signed = sorted(keys & SIGNED_QUERY_KEYS)
+        if signed:
+            return f"{_redacted(parts)} is a signed URL (query {', '.join(signed)})"
+    return None
+
+
+def _redacted(parts: Any) -> str:
+    """A URI without its credentials or its query, safe to print."""
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return f"{parts.scheme}://{host}{parts.path}"
+
+
+def check_deletable(uri: str) -> None:
+    """Refuse to delete a whole bucket, a filesystem root or a home directory (or a parent of
+    the home directory): ``--overwrite`` removes its target recursively."""
+    if is_remote(uri):
+        parts = urlsplit(uri)
+        if parts.path.strip("/") == "":
+            raise UnsafeURI(f"refusing to delete {uri}: it is a bucket root")
+        return
+    path = Path(uri.removeprefix("file://")).expanduser().absolute()
+    resolved = path.resolve()
+    home = Path.home().resolve()
+    for candidate in (path, resolved):
+        if candidate == Path(candidate.anchor) or candidate in (home, *home.parents):
+            raise UnsafeURI(f"refusing to delete {uri}: it is a filesystem root or home")
 
 
 def is_remote(uri: str) -> bool:
@@ -79,7 +140,9 @@ def makedirs(uri: str) -> None:
 
 
 def remove(uri: str) -> None:
-    """Delete a file or a directory tree if it exists."""
+    """Delete a file or a directory tree if it exists (never a bucket root, a filesystem root
+    or a home directory: :func:`check_deletable`)."""
+    check_deletable(uri)
     fs, path = filesystem(uri)
     if fs.exists(path):
         fs.rm(path, recursive=True)

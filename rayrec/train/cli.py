@@ -6,6 +6,9 @@ quick settings (a few minutes on two CPU cores), which ``--set`` and the flags s
 
 ``--resume --name NAME`` continues a stopped run from its latest checkpoint; without
 ``--resume`` an existing run name is refused (Ray Train would silently resume it).
+``--resume auto --name NAME`` resumes the run if it exists and starts it otherwise: the same
+command line serves the first attempt and every retry (a RayJob re-applied or retried after
+its cluster was lost), which is what the deployment's entrypoints pass.
 """
 
 from __future__ import annotations
@@ -70,15 +73,22 @@ def config_errors() -> Iterator[None]:
         raise CliError(f"invalid configuration: {err}") from None
 
 
-def check_run_name(cfg: TrainConfig, resume: bool) -> None:
-    """Refuse to reuse a run name by accident, and to resume a run that does not exist."""
+def check_run_name(cfg: TrainConfig, resume: bool | str) -> bool:
+    """Refuse to reuse a run name by accident, and to resume a run that does not exist;
+    ``resume="auto"`` resumes an existing run and starts a missing one. Returns whether the
+    run resumes."""
+    if resume == "auto" and cfg.run.name is None:
+        raise CliError("--resume auto needs --name (the run to resume or start)")
     exists = cfg.run.name is not None and storage.exists(
         storage.join(run_storage(cfg), run_name(cfg))
     )
+    if resume == "auto":
+        return exists
     if resume and not exists:
         raise CliError("--resume needs --name of an existing run under --storage")
     if exists and not resume:
         raise CliError(f"run {cfg.run.name!r} exists: pass --resume, or another --name")
+    return bool(resume)
 
 
 def print_results(results: dict) -> None:
@@ -94,7 +104,8 @@ def print_results(results: dict) -> None:
 def run_train(args: argparse.Namespace) -> int:
     """Entry point of ``rayrec train``."""
     cfg = config_from_args(args)
-    check_run_name(cfg, args.resume)
+    if check_run_name(cfg, args.resume):
+        print(f"resuming run {cfg.run.name!r} from its latest checkpoint", flush=True)
     if uses_embedded_corpus(args):
         print(
             f"no --data: {cfg.model.name} on the embedded synthetic corpus with quick settings "

@@ -7,7 +7,8 @@ file and of ``--set`` applied, then the run flags (``--data``, ``--epochs``,
 or replacing dimensions (syntax: :mod:`rayrec.tune.space`). ``--name`` names the sweep
 (default ``tune-<model>-<time>``) under ``--storage`` (default: ``$RAYREC_STORAGE``, else
 ``~/rayrec/runs``); ``--resume NAME`` continues that sweep with what it was started with
-(other flags are ignored then).
+(other flags are ignored then). ``--resume auto --name NAME`` resumes the sweep NAME if it
+exists and starts it otherwise (so a sweep cannot be named ``auto``).
 """
 
 from __future__ import annotations
@@ -113,6 +114,13 @@ def print_result(result: sweep.SweepResult, metric: str) -> None:
 def run_tune(args: argparse.Namespace) -> int:
     """Entry point of ``rayrec tune``."""
     root = storage.absolute(args.storage or default_storage())
+    if args.resume == sweep.AUTO:
+        if not args.name:
+            raise CliError("--resume auto needs --name (the sweep to resume or start)")
+        exists = storage.exists(storage.join(root, args.name, sweep.SWEEP_FILE))
+        args.resume = args.name if exists else None
+    if args.name == sweep.AUTO:
+        raise CliError("--name auto is reserved (--resume auto)")
     if args.resume:
         metric = sweep.load_spec(root, args.resume).metric
         ensure_ray()

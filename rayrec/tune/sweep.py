@@ -44,6 +44,7 @@ from rayrec.tune.trainable import (
 )
 
 SWEEP_FILE = "sweep.json"
+AUTO = "auto"  # --resume auto: resume the sweep named --name if it exists, else start it
 
 
 @dataclass
