@@ -1,0 +1,124 @@
+"""What a ``rayrec`` command prints, and where everything else goes.
+
+Default output is rayrec's own lines (progress per stage, results, one error line). Ray's
+logging goes to a log file per command (``$RAYREC_LOG_DIR``, else ``rayrec-logs`` in the
+system temp directory) and reaches the terminal only from WARNING up; ``--verbose`` gives
+Ray's console output back unchanged. In detail, without ``--verbose``:
+
+* Ray Core (logger ``ray``): WARNING and above once Ray is running; what it logs while
+  starting (``Started a local Ray instance``, the token-authentication notice) only to the
+  file, ERROR excepted;
+* Ray Data (logger ``ray.data``): WARNING only. Its INFO lines (``Starting execution``, the
+  progress tables, "Progress will be logged because stdout is a non-interactive terminal")
+  and the tracebacks it logs at ERROR when a task fails go to the file: every such failure
+  is also raised to the caller, which reports it once (``rayrec prepare`` as one error line
+  naming the log file, :func:`log_exception`);
+* the driver's Ray Data context gets ``enable_progress_bars = False`` and
+  ``print_on_execution_start = False`` (Ray Data's public knobs for the same lines).
+
+The policy is applied by :func:`configure` (``rayrec.cli.main`` calls it for every command)
+before any command starts Ray, so it holds for every ``ray.init`` that follows, whoever
+calls it. It filters the console handlers Ray installs on import; it does not change the
+loggers' levels, so the log file keeps Ray's INFO records.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+LOG_DIR_ENV = "RAYREC_LOG_DIR"
+_FILE_ONLY = "rayrec.logfile"  # rayrec's records for the file alone (not propagated)
+_LOGGERS = ("ray", "ray.data", _FILE_ONLY)
+_FORMAT = "%(asctime)s %(levelname)s %(name)s %(filename)s:%(lineno)s -- %(message)s"
+
+
+class _ConsoleFilter(logging.Filter):
+    """Installed on Ray's console handlers: which of Ray's records reach the terminal."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "ray.data" or record.name.startswith("ray.data."):
+            return logging.WARNING <= record.levelno < logging.ERROR
+        import ray
+
+        if not ray.is_initialized():  # start-up notices
+            return record.levelno >= logging.ERROR
+        return record.levelno >= logging.WARNING
+
+
+class _State:
+    path: Path | None = None
+    handler: logging.Handler | None = None
+    verbose = False
+
+
+def default_log_dir() -> Path:
+    return Path(os.environ.get(LOG_DIR_ENV) or Path(tempfile.gettempdir()) / "rayrec-logs")
+
+
+def log_path() -> Path | None:
+    """The current command's log file (None before :func:`configure`)."""
+    return _State.path
+
+
+def _console_handlers(logger: logging.Logger) -> list[logging.Handler]:
+    return [
+        h
+        for h in logger.handlers
+        if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+    ]
+
+
+def configure(command: str, verbose: bool = False) -> Path:
+    """Apply the output policy for one command; returns its log file (created on first use).
+
+    Idempotent: a second call (tests run several commands in one process) replaces the
+    first call's file handler and filters.
+    """
+    import ray  # noqa: F401 - installs the "ray" logger's console handler
+    import ray.data  # installs the "ray.data" logger's handlers
+
+    directory = default_log_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = directory / f"{command}-{stamp}-{os.getpid()}.log"
+    handler = logging.FileHandler(path, delay=True, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(_FORMAT))
+    handler.setLevel(logging.INFO)
+    for name in _LOGGERS:
+        logger = logging.getLogger(name)
+        if _State.handler is not None:
+            logger.removeHandler(_State.handler)
+        logger.addHandler(handler)
+        for console in _console_handlers(logger):
+            for old in [f for f in console.filters if isinstance(f, _ConsoleFilter)]:
+                console.removeFilter(old)
+            if not verbose:
+                console.addFilter(_ConsoleFilter())
+    file_only = logging.getLogger(_FILE_ONLY)
+    file_only.setLevel(logging.INFO)
+    file_only.propagate = False
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = verbose
+    context.print_on_execution_start = verbose
+    _State.path, _State.handler, _State.verbose = path, handler, verbose
+    return path
+
+
+def log_exception(err: BaseException) -> Path | None:
+    """Write ``err``'s full traceback (a Ray task error's includes the remote one) to the
+    log file and return its path; with ``--verbose`` print it to stderr too."""
+    text = "".join(traceback.format_exception(err))
+    if _State.verbose:
+        import sys
+
+        print(text, file=sys.stderr, end="")
+    if _State.handler is None:
+        return None
+    logging.getLogger(_FILE_ONLY).error("the command failed:\n%s", text)
+    _State.handler.flush()
+    return _State.path
