@@ -10,6 +10,12 @@ dashboard 8265, /tmp/ray). Port layout, from ``--port P``: P is the GCS, P+1 the
 job API, P+2 the Ray client server; node i (0 is the head) uses P+10+10i .. P+15+10i for its
 agents, node and object managers, and P+1000+100i .. P+1099+100i for its workers.
 
+The temp dir is private: ``start`` creates it with mode 0700, or accepts an existing one only
+if it is a real directory (not a symbolic link) owned by the current user and closed to group
+and others, so that nobody else on the machine can plant files (or a symbolic link where the
+token goes) in a predictable ``/tmp/rayrec-local-PORT``. Every file the script writes there is
+created afresh with ``O_EXCL | O_NOFOLLOW``.
+
 Token authentication is on: ``start`` writes a fresh random token to DIR/auth_token (mode 0600)
 and starts every node with RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH pointing at it; it prints
 the exports a client needs. ``--no-auth`` starts the nodes with RAY_AUTH_MODE=disabled instead.
@@ -22,9 +28,11 @@ of the machine), and fails if any raylet or GCS server of the cluster is left.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
+import stat
 import subprocess
 import sys
 import time
@@ -144,17 +152,51 @@ def count_alive_nodes(state: dict) -> int:
     return int(out.stdout.strip().splitlines()[-1])
 
 
+def private_dir(path: Path) -> Path:
+    """Create ``path`` with mode 0700, or accept it only if it is a real directory of this user
+    that group and others cannot write or read; anything else is refused (``SystemExit``)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise SystemExit(f"refusing temp dir {path}: not a directory (a symbolic link?)")
+    if info.st_uid != os.getuid():
+        raise SystemExit(f"refusing temp dir {path}: owned by uid {info.st_uid}, not by you")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        raise SystemExit(
+            f"refusing temp dir {path}: mode {stat.S_IMODE(info.st_mode):o} lets others in "
+            "(it must be 0700; remove it or chmod 700 it)"
+        )
+    return path
+
+
+def open_private(path: Path, mode: int = 0o600) -> int:
+    """A new file at ``path`` for writing (an old one is removed first), never through a
+    symbolic link: ``O_CREAT | O_EXCL | O_NOFOLLOW``."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)  # unlink removes a planted link itself, not what it points to
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+
+
+def write_private(path: Path, text: str, mode: int = 0o600) -> None:
+    """Write ``text`` to a new file ``path`` (:func:`open_private`)."""
+    with os.fdopen(open_private(path, mode), "w") as f:
+        f.write(text)
+
+
 def write_token(path: Path) -> None:
     """Write a fresh random Ray token to ``path``, readable by its owner only."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(secrets.token_hex(32))
+    write_private(path, secrets.token_hex(32))
 
 
 def read_state(temp_dir: Path) -> dict:
     """The state file ``start`` wrote, or an error naming the missing cluster."""
     path = temp_dir / STATE_FILE
+    if os.path.lexists(temp_dir):
+        private_dir(temp_dir)  # never read a state file someone else could have written
     if not path.exists():
         raise SystemExit(f"no local cluster in {temp_dir} ({path} is missing)")
     return json.loads(path.read_text())
@@ -164,7 +206,7 @@ def start(args: argparse.Namespace, temp_dir: Path) -> int:
     """Start the head and ``args.workers`` worker nodes; print how to use the cluster."""
     if cluster_processes(temp_dir):
         raise SystemExit(f"a local cluster is already running in {temp_dir}; stop it first")
-    temp_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(temp_dir)
     auth = not args.no_auth
     if auth:
         write_token(temp_dir / TOKEN_FILE)
@@ -175,11 +217,11 @@ def start(args: argparse.Namespace, temp_dir: Path) -> int:
         "nodes": args.workers + 1,
         "auth": auth,
     }
-    (temp_dir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+    write_private(temp_dir / STATE_FILE, json.dumps(state, indent=2) + "\n")
     env = cluster_env(temp_dir, auth)
     for index in range(args.workers + 1):
         log = temp_dir / f"ray_start_node{index}.log"
-        with open(log, "w") as out:
+        with os.fdopen(open_private(log), "w") as out:
             done = subprocess.run(
                 node_command(args, index, temp_dir), env=env, stdout=out, stderr=subprocess.STDOUT
             )
@@ -285,7 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command of the local cluster."""
     args = build_parser().parse_args(argv)
-    temp_dir = (args.temp_dir or default_temp_dir(args.port)).resolve()
+    # absolute, not resolved: a symbolic link planted at the default path must be refused by
+    # private_dir, not followed to wherever it points
+    temp_dir = (args.temp_dir or default_temp_dir(args.port)).absolute()
     if args.command == "start":
         return start(args, temp_dir)
     if args.command == "status":
