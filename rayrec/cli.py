@@ -230,7 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_demo(args)
     except CliError as err:
-        print(f"rayrec {args.command}: error: {err}", file=sys.stderr)
+        message = " ".join(str(err).split())  # one line, whatever the message holds
+        print(f"rayrec {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

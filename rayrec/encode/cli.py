@@ -12,11 +12,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from rayrec.data.prepared import PreparedDataset
 from rayrec.encode.build import ensure_store
 from rayrec.encode.plan import store_request
 from rayrec.errors import CliError
-from rayrec.train.cli import config_errors
+from rayrec.train.cli import check_data, config_errors
 from rayrec.train.config import load_config
 from rayrec.train.trainer import ensure_ray
 
@@ -28,10 +27,9 @@ def run_encode(args: argparse.Namespace) -> int:
         overrides.append(f"model.params.pretrained={args.pretrained}")
     with config_errors():
         cfg = load_config(args.model, args.config, overrides)
-    try:
-        dataset = PreparedDataset(args.data)
-    except FileNotFoundError as err:
-        raise CliError(f"--data {args.data}: not a prepared dataset ({err})") from None
+    dataset = check_data(args.data)  # before Ray starts
+    if dataset is None:
+        raise CliError("--data is required")
     request = store_request(cfg, dataset.uri, dataset.manifest)
     if request is None:
         raise CliError(

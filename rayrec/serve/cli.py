@@ -18,7 +18,6 @@ from rayrec.errors import CliError
 from rayrec.serve.load import check_out, open_run
 from rayrec.serve.predict import predict
 from rayrec.serve.recommend import recommend
-from rayrec.train.trainer import ensure_ray
 
 
 def rating_errors(table: pa.Table) -> dict[str, float]:
@@ -32,7 +31,6 @@ def rating_errors(table: pa.Table) -> dict[str, float]:
 def run_predict(args: argparse.Namespace) -> int:
     """Entry point of ``rayrec predict``."""
     check_out(args.out)
-    ensure_ray()
     served, results = open_run(args.run_dir, args.data, args.use_gpu, args.batch_size)
     table = predict(served, args.split, args.out, args.actors)
     print(f"predict: {table.num_rows} rows -> {args.out}")
@@ -56,7 +54,6 @@ def run_recommend(args: argparse.Namespace) -> int:
     if args.users is not None and args.users < 1:
         raise CliError(f"--users {args.users}: must be at least 1")
     check_out(args.out)
-    ensure_ray()
     served, _ = open_run(args.run_dir, args.data, args.use_gpu, args.batch_size)
     table = recommend(served, args.k, args.out, args.users, args.actors)
     users = len(set(table.column("user_idx").to_pylist()))

@@ -50,7 +50,7 @@ from rayrec.train.config import TrainConfig
 from rayrec.train.engine import to_device
 from rayrec.train.loop import EVAL_SEED_OFFSET, data_info, token_info
 from rayrec.train.reviews import load_review_index
-from rayrec.train.trainer import DATA_CPUS, RESULTS_FILE
+from rayrec.train.trainer import DATA_CPUS, RESULTS_FILE, ensure_ray
 
 SCORED_TASKS = ("rating", "ranking")  # U-BERT pre-training scores no user-item pairs
 TASKS_PER_ACTOR = 4  # blocks per actor: the pool balances uneven blocks
@@ -157,7 +157,8 @@ def open_run(
     run_dir: str, data: str | None, use_gpu: bool, batch_size: int | None
 ) -> tuple[ServedRun, dict[str, Any]]:
     """The run at ``run_dir`` ready to serve and its ``results.json``; every
-    problem a user can fix is a :class:`CliError`. Needs Ray (a store may be built)."""
+    problem a user can fix is a :class:`CliError`, raised before Ray starts; then it starts
+    or joins Ray (a vanished review-state store is rebuilt)."""
     run_dir = run_dir.rstrip("/")
     results = read_results(run_dir)
     cfg = load_run_config(run_dir, results, use_gpu)
@@ -170,6 +171,7 @@ def open_run(
     if batch_size is not None and batch_size < 1:
         raise CliError(f"--batch-size {batch_size}: must be at least 1")
     dataset = check_data(results, data)
+    ensure_ray()
     cfg = resolve_review_states(cfg, dataset)
     served = ServedRun(
         run_dir=run_dir,

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pydantic import ValidationError
 
 from rayrec.data import storage
+from rayrec.data.prepared import MANIFEST, PreparedDataset
 from rayrec.errors import CliError
 from rayrec.train.config import TrainConfig, load_config
 from rayrec.train.corpus import EMBEDDED_SETTINGS, default_dataset
@@ -91,6 +92,31 @@ def check_run_name(cfg: TrainConfig, resume: bool | str) -> bool:
     return bool(resume)
 
 
+def check_data(uri: str | None, flag: str = "--data") -> PreparedDataset | None:
+    """The prepared dataset at ``uri`` (None when none is given), or one :class:`CliError`
+    line saying why it is not one: a missing path, a directory without a manifest (not
+    written by ``rayrec prepare``), a manifest that cannot be read. Commands call it before
+    they start Ray."""
+    if uri is None:
+        return None
+    try:
+        return PreparedDataset(uri)
+    except FileNotFoundError:
+        what = "no such directory" if not storage.exists(uri) else f"no {MANIFEST}"
+        raise CliError(
+            f"{flag} {uri}: not a prepared dataset ({what}; `rayrec prepare --out` writes one)"
+        ) from None
+    except (OSError, ValueError) as err:
+        raise CliError(f"{flag} {uri}: not a readable prepared dataset ({err})") from None
+
+
+def check_pretrained(cfg: TrainConfig) -> None:
+    """Refuse a ``--pretrained`` checkpoint that does not exist (before Ray starts)."""
+    pretrained = cfg.model.params.get("pretrained")
+    if pretrained and not storage.exists(str(pretrained)):
+        raise CliError(f"--pretrained {pretrained}: no such file or directory")
+
+
 def print_results(results: dict) -> None:
     print(f"\n{results['model']} ({results['name']}): best epoch {results['best_epoch']}")
     for key, value in results["test"].items():
@@ -116,6 +142,8 @@ def run_train(args: argparse.Namespace) -> int:
             "no --pretrained: U-BERT P- (fine-tuning from the backbone's weights, without "
             "U-BERT pretraining); `python jobs/demo.py` pretrains, then fine-tunes"
         )
+    check_data(cfg.data.uri)  # user errors surface before Ray starts
+    check_pretrained(cfg)
     ensure_ray()  # before preparing data, which would otherwise start Ray without worker logs
     results = fit(cfg, cfg.data.uri or default_dataset())
     print_results(results)

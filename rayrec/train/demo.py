@@ -27,7 +27,7 @@ from typing import Any
 
 from rayrec.data.prepared import PreparedDataset
 from rayrec.models.registry import get_model_spec
-from rayrec.train.cli import CliError, config_from_args
+from rayrec.train.cli import CliError, check_data, config_from_args
 from rayrec.train.corpus import real_dataset
 from rayrec.train.trainer import ensure_ray, fit
 
@@ -94,6 +94,7 @@ def run_demo(args: argparse.Namespace) -> int:
     """Entry point of ``rayrec demo``."""
     if args.config:
         raise CliError("demo runs four presets; use --set KEY=VALUE instead of --config")
+    check_data(args.data)  # before Ray starts
     started = time.perf_counter()
     ensure_ray()  # before preparing data, which would otherwise start Ray without worker logs
     data = args.data or real_dataset()

@@ -19,7 +19,7 @@ import time
 from rayrec.data import storage
 from rayrec.errors import CliError
 from rayrec.models.registry import get_model_spec
-from rayrec.train.cli import config_errors
+from rayrec.train.cli import check_data, config_errors
 from rayrec.train.config import TrainConfig, load_config
 from rayrec.train.corpus import default_dataset
 from rayrec.train.trainer import default_storage, ensure_ray
@@ -122,11 +122,14 @@ def run_tune(args: argparse.Namespace) -> int:
     if args.name == sweep.AUTO:
         raise CliError("--name auto is reserved (--resume auto)")
     if args.resume:
-        metric = sweep.load_spec(root, args.resume).metric
+        resumed = sweep.load_spec(root, args.resume)
+        check_data(resumed.data_uri or None, "the sweep's data")
+        metric = resumed.metric
         ensure_ray()
         print_result(sweep.resume(root, args.resume), metric)
         return 0
     spec, space = build_spec(args)  # user errors surface before Ray starts
+    check_data(spec.data_uri or None)
     ensure_ray()
     if not spec.data_uri:
         spec.data_uri = default_dataset()
