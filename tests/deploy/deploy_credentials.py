@@ -5,7 +5,8 @@ Two kinds of check:
   ``*TOKEN*``, ``*PASSWORD*``, ``*CREDENTIAL*``) must come ``valueFrom.secretKeyRef``, never from a
   literal ``value`` or a ConfigMap; any other field so named must not hold a literal either
   (Secret ``data``/``stringData`` included) unless it is a placeholder (``REPLACE_ME``) or a
-  path. Fields that name a credential without holding it (``key``, ``secretName``) are fine;
+  path. Fields that name a credential without holding it (``key``, ``secretName``,
+  ``HttpTokens``) are fine;
 - textual, on any file: AWS access key ids (``AKIA...``/``ASIA...``), private key blocks, and
   ``ENV``/``ARG`` of a credential in a Dockerfile.
 """
@@ -16,7 +17,9 @@ import re
 from typing import Any
 
 SENSITIVE_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSW|CREDENTIAL", re.IGNORECASE)
-REFERENCE_FIELDS = {"key", "secretName"}
+# Fields so named that never hold a credential: references (``key``, ``secretName``) and the
+# EC2 setting that requires IMDSv2 session tokens (``MetadataOptions.HttpTokens: required``).
+REFERENCE_FIELDS = {"key", "secretName", "HttpTokens"}
 PLACEHOLDER = "REPLACE_ME"
 TEXT_PATTERNS = {
     "an AWS access key id": re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
