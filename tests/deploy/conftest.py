@@ -7,7 +7,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from deploy_manifests import SCHEMAS, TARGETS, kubectl, render
+from deploy_manifests import PLATFORM_TARGETS, SCHEMAS, TARGETS, kubectl, render
 
 
 @pytest.fixture(scope="session")
@@ -25,3 +25,11 @@ def validators() -> dict[str, jsonschema.Draft7Validator]:
         path.stem: jsonschema.Draft7Validator(json.loads(path.read_text()))
         for path in SCHEMAS.glob("*.json")
     }
+
+
+@pytest.fixture(scope="session")
+def platform() -> dict[str, list[dict[str, Any]]]:
+    """``kubectl kustomize k8s/platform/<env>``, by the overlay it serves."""
+    if kubectl() is None:
+        pytest.skip("kubectl (with its built-in kustomize) is not installed")
+    return {overlay: render(target) for overlay, target in PLATFORM_TARGETS.items()}

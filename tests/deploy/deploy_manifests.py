@@ -15,6 +15,9 @@ REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 TARGETS = ("base", "overlays/dev", "overlays/prod")
+# The namespace-level objects (ServiceAccounts, NetworkPolicies, ResourceQuota) of each
+# environment, applied once per namespace before any Ray object.
+PLATFORM_TARGETS = {"overlays/dev": "platform/dev", "overlays/prod": "platform/prod"}
 GPU = "nvidia.com/gpu"
 
 _QUANTITY = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
