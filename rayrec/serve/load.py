@@ -50,10 +50,11 @@ from rayrec.train.config import TrainConfig
 from rayrec.train.engine import to_device
 from rayrec.train.loop import EVAL_SEED_OFFSET, data_info, token_info
 from rayrec.train.reviews import load_review_index
-from rayrec.train.trainer import DATA_CPUS, RESULTS_FILE, ensure_ray
+from rayrec.train.trainer import RESULTS_FILE, ensure_ray
 
 SCORED_TASKS = ("rating", "ranking")  # U-BERT pre-training scores no user-item pairs
 TASKS_PER_ACTOR = 4  # blocks per actor: the pool balances uneven blocks
+DATA_CPUS = 1.0  # left to Ray Data's read and write tasks beside the actor pool
 
 
 @dataclass(frozen=True)

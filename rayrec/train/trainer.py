@@ -38,7 +38,6 @@ from rayrec.train.datasets import train_rows
 from rayrec.train.loop import FINAL_FILE, train_loop_per_worker
 
 RESULTS_FILE = "results.json"
-DATA_CPUS = 1.0  # left to Ray Data's read and write tasks beside an actor pool (rayrec.serve)
 STORAGE_ENV = "RAYREC_STORAGE"
 DEFAULT_STORAGE = "~/rayrec/runs"
 
