@@ -40,7 +40,7 @@ from ray.train import CheckpointConsistencyMode
 from rayrec.data import storage
 from rayrec.data.prepared import PreparedDataset
 from rayrec.eval.metrics import Evaluation
-from rayrec.models.base import ALL_PHASES, DataInfo
+from rayrec.models.base import ALL_PHASES, DataInfo, RecModel
 from rayrec.models.registry import build_model, get_model_spec
 from rayrec.report.tensorboard import EventLog
 from rayrec.train.checkpoint import WEIGHTS_FILE, export_weights, read_state, write_state
@@ -80,6 +80,13 @@ def token_info(cfg: TrainConfig, manifest: dict[str, Any]) -> TokenInfo:
     )
 
 
+def build_module(cfg: TrainConfig, manifest: dict[str, Any], tokens: TokenInfo) -> RecModel:
+    """The run's model as every worker builds it, from ``cfg.model`` and the dataset's sizes
+    (a fine-tuning model loads its ``model.params.pretrained`` checkpoint here: the
+    ``--pretrained`` flag of ``rayrec train``)."""
+    return build_model(cfg.model.name, cfg.model.params, data_info(manifest, tokens))
+
+
 def steps_per_epoch(cfg: TrainConfig, train_rows: int, world_size: int) -> int:
     """Micro steps per epoch and worker (equal shards: every worker runs as many)."""
     steps = max(1, (train_rows // world_size) // cfg.train.batch_size)
@@ -115,9 +122,7 @@ class Worker:
             self.spec, reviews, self.tokens, train=False, seed=seed + EVAL_SEED_OFFSET
         )
         torch.manual_seed(seed)
-        module = build_model(
-            self.cfg.model.name, self.cfg.model.params, data_info(dataset.manifest, self.tokens)
-        )
+        module = build_module(self.cfg, dataset.manifest, self.tokens)
         self.steps = steps_per_epoch(self.cfg, loop_config["rows"]["train"], self.world)
         optimizer_steps = math.ceil(self.steps / self.cfg.train.grad_accum)
         schedule = Schedule.from_config(self.cfg.train, optimizer_steps)

@@ -7,14 +7,18 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+from rayrec.cli import build_parser
 from rayrec.models.encoders import build_bert
 from rayrec.models.ubert import (
+    SHARED_PREFIXES,
     UBertFinetune,
     UBertFinetuneConfig,
     UBertPretrain,
     UBertPretrainConfig,
     mask_opinion_tokens,
 )
+from rayrec.train.cli import config_from_args
+from rayrec.train.loop import build_module, token_info
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -141,24 +145,70 @@ def test_finetune_fits_a_real_batch(data_info, rating_batch, fit) -> None:
     assert after["loss"] < 0.5 * before["loss"], (before, after)
 
 
-def test_finetune_loads_exactly_the_pretrained_tensors(data_info, tmp_path) -> None:
+def _manifest(data_info, max_len: int) -> dict:
+    """A prepared dataset's manifest with ``data_info``'s sizes (what the workers read)."""
+    return {
+        "counts": {"users": data_info.n_users, "items": data_info.n_items},
+        "domains": [f"domain{d}" for d in range(data_info.n_domains)],
+        "global_mean": data_info.global_mean,
+        "max_len": max_len,
+        "reviews_per_user": data_info.reviews_per_doc,
+        "reviews_per_item": data_info.reviews_per_doc,
+        "tokenizer": {
+            "vocab_size": data_info.vocab_size,
+            "pad_token_id": data_info.pad_token_id,
+            "cls_token_id": 101,
+            "sep_token_id": 102,
+            "mask_token_id": data_info.mask_token_id,
+        },
+    }
+
+
+def _finetune_as_trained(data_info, *flags: str) -> UBertFinetune:
+    """``rayrec train ubert_finetune FLAGS``: the flags made a config by the command line,
+    the model built from it as every training worker builds it."""
+    args = build_parser().parse_args(
+        ["train", "ubert_finetune", "--data=unused", "--set=model.params.backbone=tiny", *flags]
+    )
+    cfg = config_from_args(args)
+    manifest = _manifest(data_info, max_len=data_info.max_len)
+    torch.manual_seed(0)
+    model = build_module(cfg, manifest, token_info(cfg, manifest))
+    assert isinstance(model, UBertFinetune)
+    return model
+
+
+def test_pretrained_flag_loads_exactly_the_pretrained_tensors(data_info, tmp_path) -> None:
     pretrained = _pretrain(data_info)
     with torch.no_grad():  # move away from any initialisation the fine-tuning model could share
         for p in pretrained.parameters():
             p.add_(torch.randn_like(p))
-    state = pretrained.state_dict()
-    save_file(state, tmp_path / "model.safetensors")
+    saved = {k: v.detach().clone() for k, v in pretrained.state_dict().items()}
+    save_file(saved, tmp_path / "model.safetensors")
+    shared = sorted(k for k in saved if k.startswith(SHARED_PREFIXES))
+    assert any(k.startswith("review_encoder.bert.encoder") for k in shared)
+    assert "user_embedding.weight" in shared and "user_encoder.proj.weight" in shared
 
-    model = _finetune(data_info, pretrained=str(tmp_path))  # a directory holding the file
-    own = model.state_dict()
-    report = model.load_pretrained(tmp_path / "model.safetensors")
+    # --pretrained DIR (a directory holding the file), through the command line's config
+    model = _finetune_as_trained(data_info, f"--pretrained={tmp_path}")
+    own = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    assert set(shared) <= set(own)
+    for key in shared:
+        assert torch.equal(own[key], saved[key]), key
+    assert not torch.equal(own["item_encoder.proj.weight"], own["user_encoder.proj.weight"])
+
+    # the same model without --pretrained holds none of the pre-trained tensors
+    plain = _finetune_as_trained(data_info).state_dict()
+    assert not any(torch.equal(plain[k], saved[k]) for k in shared if saved[k].numel() > 1)
+
+
+def test_load_pretrained_reports_every_key(data_info, tmp_path) -> None:
+    state = {k: v.detach().clone() for k, v in _pretrain(data_info).state_dict().items()}
+    save_file(state, tmp_path / "model.safetensors")
+    report = _finetune(data_info).load_pretrained(tmp_path / "model.safetensors")
     assert report.missing == [] and report.unexpected == []
     assert set(report.ignored) == {k for k in state if k.startswith(("mlm_", "rating_head."))}
     assert report.loaded == sorted(set(state) - set(report.ignored))
-    assert any(k.startswith("review_encoder.bert.encoder") for k in report.loaded)
-    for key in report.loaded:
-        assert torch.equal(own[key], state[key]), key
-    assert not torch.equal(own["item_encoder.proj.weight"], own["user_encoder.proj.weight"])
 
 
 def test_finetune_rejects_a_foreign_checkpoint(data_info, tmp_path) -> None:
