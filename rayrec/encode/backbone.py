@@ -30,19 +30,43 @@ def frozen_weights_sha256(source: str, pretrained: str | None, layer: int) -> st
     ``0..layer-1``) when U-BERT pre-trained weights replace the backbone's; None without them.
 
     Hashing the frozen part, not the file, lets a fine-tuning run reuse the store of a
-    pre-training that trained only the top layers (its lower layers are the backbone's)."""
+    pre-training that trained only the top layers (its lower layers are the backbone's). The
+    pre-trained tensors are read from the file and compared with one backbone built once."""
     if not pretrained:
         return None
-    bert = load_backbone(source, pretrained)
-    if torch.equal(_flat(bert, layer), _flat(load_backbone(source), layer)):
+    plain = build_bert(source, frozen=True, add_pooling_layer=False)
+    trained = _encoder_tensors(pretrained)
+    names = _frozen_names(plain, layer)
+    own = dict(plain.named_parameters())
+    missing = [n for n in names if n not in trained]
+    if missing:
+        raise ValueError(f"{weights_file(pretrained)} lacks review encoder tensors {missing[:3]}")
+    if all(torch.equal(trained[n].float(), own[n].detach().float()) for n in names):
         return None  # pre-training left the frozen part as the backbone has it
-    return hashlib.sha256(_flat(bert, layer).numpy().tobytes()).hexdigest()
+    flat = torch.cat([trained[n].float().reshape(-1) for n in names])
+    return hashlib.sha256(flat.numpy().tobytes()).hexdigest()
 
 
-def _flat(bert: BertModel, layer: int) -> torch.Tensor:
-    """The embeddings' and the first ``layer`` layers' parameters, as one float32 vector."""
-    modules = [bert.embeddings, *bert.encoder.layer[:layer]]
-    return torch.cat([p.detach().float().reshape(-1) for m in modules for p in m.parameters()])
+def _frozen_names(bert: BertModel, layer: int) -> list[str]:
+    """Parameter names of the embeddings and the first ``layer`` layers, in module order."""
+    prefixes = ("embeddings.", *(f"encoder.layer.{i}." for i in range(layer)))
+    return [name for name, _ in bert.named_parameters() if name.startswith(prefixes)]
+
+
+def _encoder_tensors(pretrained: str) -> dict[str, torch.Tensor]:
+    """The review encoder's tensors of a U-BERT pre-training ``model.safetensors``, by their
+    BERT names."""
+    from safetensors.torch import load_file
+
+    file = storage.local_copy(weights_file(pretrained))
+    own = {
+        k.removeprefix(PRETRAINED_PREFIX): v
+        for k, v in load_file(Path(file)).items()
+        if k.startswith(PRETRAINED_PREFIX)
+    }
+    if not own:
+        raise ValueError(f"{file} holds no U-BERT review encoder ({PRETRAINED_PREFIX}*)")
+    return own
 
 
 def backbone_shape(source: str) -> tuple[int, int]:
@@ -61,16 +85,5 @@ def load_backbone(source: str, pretrained: str | None = None) -> BertModel:
     """BERT ``source`` without pooler, frozen, with U-BERT pre-trained weights if given."""
     bert = build_bert(source, frozen=True, add_pooling_layer=False)
     if pretrained:
-        from safetensors.torch import load_file
-
-        file = storage.local_copy(weights_file(pretrained))
-        tensors = load_file(Path(file))
-        own = {
-            k.removeprefix(PRETRAINED_PREFIX): v
-            for k, v in tensors.items()
-            if k.startswith(PRETRAINED_PREFIX)
-        }
-        if not own:
-            raise ValueError(f"{file} holds no U-BERT review encoder ({PRETRAINED_PREFIX}*)")
-        bert.load_state_dict(own, strict=True)
+        bert.load_state_dict(_encoder_tensors(pretrained), strict=True)
     return bert
