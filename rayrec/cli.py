@@ -48,6 +48,11 @@ def _add_prepare_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reviews-per-item", type=int, default=10)
     p.add_argument("--negatives", type=int, default=99, help="ranking negatives per test user")
     p.add_argument("--max-malformed", type=float, default=0.001, help="fraction of lines")
+    p.add_argument(
+        "--drop-near-duplicates",
+        action="store_true",
+        help="keep one review per (domain, user, normalised text): the latest",
+    )
     p.add_argument("--yelp-state", default=None, help="keep Yelp businesses in this state")
     p.add_argument("--yelp-category", default=None, help="keep Yelp businesses of this category")
     p.add_argument(

@@ -14,7 +14,8 @@ Ray's console output back unchanged. In detail, without ``--verbose``:
   is also raised to the caller, which reports it once (``rayrec prepare`` as one error line
   naming the log file, :func:`log_exception`);
 * the driver's Ray Data context gets ``enable_progress_bars = False`` and
-  ``print_on_execution_start = False`` (Ray Data's public knobs for the same lines).
+  ``print_on_execution_start = False`` (Ray Data's public knobs for the same lines; the
+  WARNING Ray Data logs once about the first is dropped from the console too).
 
 The policy is applied by :func:`configure` (``rayrec.cli.main`` calls it for every command)
 before any command starts Ray, so it holds for every ``ray.init`` that follows, whoever
@@ -34,6 +35,7 @@ from pathlib import Path
 LOG_DIR_ENV = "RAYREC_LOG_DIR"
 _FILE_ONLY = "rayrec.logfile"  # rayrec's records for the file alone (not propagated)
 _LOGGERS = ("ray", "ray.data", _FILE_ONLY)
+_OUR_KNOBS = ("Progress bars disabled",)
 _FORMAT = "%(asctime)s %(levelname)s %(name)s %(filename)s:%(lineno)s -- %(message)s"
 
 
@@ -42,6 +44,8 @@ class _ConsoleFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name == "ray.data" or record.name.startswith("ray.data."):
+            if str(record.msg).startswith(_OUR_KNOBS):  # Ray Data's notice of this policy
+                return False
             return logging.WARNING <= record.levelno < logging.ERROR
         import ray
 

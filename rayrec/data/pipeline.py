@@ -39,14 +39,17 @@ from rayrec.data.lexicon import lexicon_sha256
 from rayrec.data.parquet_reads import read_parquet
 from rayrec.data.prepare import (
     SPLIT_NAMES,
+    copies_of,
     documents,
     kcore,
     latest_per_pair,
+    latest_per_text,
     ranking_view,
     split_pairs,
 )
 from rayrec.data.prepared import MANIFEST, SCHEMA_VERSION, read_table
 from rayrec.data.sources import (
+    RECORD_SCHEMA,
     ReviewDatasource,
     Source,
     SourceError,
@@ -59,7 +62,23 @@ from rayrec.data.tokenize import ReviewTokenizer, tokenizer_info
 PRETRAIN = 3  # split code of the cross-domain corpus (0 train, 1 val, 2 test)
 SPLIT_LABELS = (*SPLIT_NAMES, "pretrain")
 INDEX_COLUMNS = ["domain", "user_id", "item_id", "rating", "timestamp", "review_key"]
-INDEX_COLUMNS += ["source", "line", "status", "detail"]
+INDEX_COLUMNS += ["source", "line", "status", "detail", "text_key"]
+
+#: Why a record is not in the prepared dataset (``manifest.json``'s ``dropped``), in words.
+DROP_REASONS = {
+    "malformed": "unreadable",
+    "empty": "no text",
+    "business": "outside the Yelp business filter",
+    "duplicate": "the same user and item again",
+    "near_duplicate": "the same user and text again, --drop-near-duplicates",
+    "kcore": "users or items with fewer than {kcore} reviews, --kcore",
+    "not_target_user": "other domains' reviews by users not in the target domain",
+    "held_out_copy": "other domains' copies of a validation or test review's text",
+}
+
+
+class NothingLeft(SourceError):
+    """Every record was filtered out: no target review survives."""
 
 
 class PrepareConfig(BaseModel):
@@ -79,6 +98,7 @@ class PrepareConfig(BaseModel):
     reviews_per_item: int = Field(10, ge=1)
     negatives: int = Field(99, ge=1)
     max_malformed: float = Field(0.001, ge=0, le=1)
+    drop_near_duplicates: bool = False  # (domain, user, normalised text) duplicates
     yelp_state: str | None = None
     yelp_category: str | None = None
     synthetic_reviews: int | None = Field(None, ge=100)  # per domain, for synthetic:URI
@@ -156,11 +176,14 @@ def _read(config: PrepareConfig, sources: list[Source], stages: _Stages, report:
         "sources": [str(s) for s in sources],
         "yelp_state": config.yelp_state,
         "yelp_category": config.yelp_category,
+        "columns": RECORD_SCHEMA.names,  # records staged by an older rayrec are read again
     }
     if stages.finished("read", inputs):
         report("read: done in an earlier run, reusing the staged records")
         return records
     storage.remove(records)
+    report(f"read: {len(sources)} file(s), one read task per file")
+    mark = time.perf_counter()
     businesses = [
         allowed_businesses(s.uri, config.yelp_state, config.yelp_category)
         if s.format == "yelp"
@@ -168,6 +191,7 @@ def _read(config: PrepareConfig, sources: list[Source], stages: _Stages, report:
         for s in sources
     ]
     ray.data.read_datasource(ReviewDatasource(sources, businesses)).write_parquet(records)
+    report(f"read: done in {time.perf_counter() - mark:.1f} s")
     stages.done("read", inputs)
     return records
 
@@ -226,6 +250,9 @@ def _index(
         for reason in ("malformed", "empty", "business")
     }
     reviews, dropped["duplicate"] = latest_per_pair(frame[frame["status"] == "ok"])
+    dropped["near_duplicate"] = 0
+    if config.drop_near_duplicates:
+        reviews, dropped["near_duplicate"] = latest_per_text(reviews)
 
     target = config.target or sources[0].domain
     domains = [target, *sorted({s.domain for s in sources} - {target})]
@@ -238,6 +265,8 @@ def _index(
     users = np.unique(user_codes[core])
     cross = ~in_target & np.isin(user_codes, users)
     dropped["not_target_user"] = int((~in_target).sum() - cross.sum())
+    if not core.any():
+        raise NothingLeft(_nothing_left(config, target, records_total, dropped))
 
     target_rows = reviews[core].sort_values("review_key")
     other_rows = reviews[cross].assign(
@@ -250,6 +279,9 @@ def _index(
     item_idx = np.searchsorted(items, pd.Index(item_names).get_indexer(target_rows["item_id"]))
     review_id = np.arange(n_target)
     split = split_pairs(n_target, config.split, config.seed)
+    copies = copies_of(other_rows, target_rows[split > 0])
+    dropped["held_out_copy"] = int(copies.sum())
+    other_rows = other_rows[~copies]
     timestamp = target_rows["timestamp"].to_numpy()
     rating = target_rows["rating"].to_numpy(np.float32)
     is_train = split == 0
@@ -336,6 +368,18 @@ def _index(
     return kept, entries
 
 
+def _nothing_left(config: PrepareConfig, target: str, records: int, dropped: dict[str, int]) -> str:
+    reasons = "; ".join(
+        f"{reason} {count:,} ({DROP_REASONS[reason].format(kcore=config.kcore)})"
+        for reason, count in dropped.items()
+        if count
+    )
+    return (
+        f"nothing to prepare: of {records:,} records read, no {target} review is left "
+        f"(dropped: {reasons or 'none'}); nothing was written to {config.out}"
+    )
+
+
 def _attach_ids(batch: pa.Table, kept_ref: list[ray.ObjectRef]) -> pa.Table:
     """Keep the records of the index (by review_key) and add their ids and labels."""
     kept: pd.DataFrame = ray.get(kept_ref[0])
@@ -418,6 +462,21 @@ def _storage_figures(out: str) -> dict[str, Any]:
     }
 
 
+def _read_and_index(
+    config: PrepareConfig, stages: _Stages, timings: dict[str, float], report: Report
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    sources = _resolve_sources(config, report)
+    if not ray.is_initialized():
+        ray.init(log_to_driver=False)
+    mark = time.perf_counter()
+    records = _read(config, sources, stages, report)
+    timings["read"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    kept, entries = _index(config, sources, records, report)
+    timings["index"] = time.perf_counter() - mark
+    return kept, entries
+
+
 def prepare(config: PrepareConfig, report: Report = print) -> dict[str, Any]:
     """Run the whole preparation; returns the manifest (also written to ``OUT/manifest.json``)."""
     started = time.perf_counter()
@@ -433,20 +492,21 @@ def prepare(config: PrepareConfig, report: Report = print) -> dict[str, Any]:
                 "(use --overwrite)"
             )
         storage.remove(config.out)
-    sources = _resolve_sources(config, report)
-    if not ray.is_initialized():
-        ray.init(log_to_driver=False)
     stages = _Stages(config.out)
-
-    timings = {}
+    out_existed, staging_existed = storage.exists(config.out), storage.exists(stages.root)
+    timings: dict[str, float] = {}
+    try:
+        kept, entries = _read_and_index(config, stages, timings, report)
+    except SourceError:
+        # bad input: the same command would fail again, so nothing is kept for a resume and
+        # OUT is left as it was (the index stage writes nothing before its checks pass)
+        if not out_existed:
+            storage.remove(config.out)
+        elif not staging_existed:
+            storage.remove(stages.root)
+        raise
     mark = time.perf_counter()
-    records = _read(config, sources, stages, report)
-    timings["read"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    kept, entries = _index(config, sources, records, report)
-    timings["index"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    _tokenize(config, records, kept, stages, report)
+    _tokenize(config, stages.path("records"), kept, stages, report)
     timings["tokenize"] = time.perf_counter() - mark
 
     manifest = {

@@ -7,6 +7,10 @@ GBs of their text. The text stays in Ray Data (:mod:`rayrec.data.pipeline`).
 Everything is deterministic for a given seed:
 
 * duplicates: a user who reviewed the same item twice in a domain keeps the latest review;
+  with ``drop_near_duplicates`` a user who posted the same normalised text twice in a domain
+  keeps the latest too (:func:`latest_per_text`); another domain's review that copies the
+  text of one of the user's validation or test reviews never enters the cross-domain corpus
+  (:func:`copies_of`), so pre-training never sees a held-out text;
 * :func:`kcore`: iterative k-core on the target domain (every user and item keeps at least k
   reviews; repeat until stable), as the 5-core datasets of the papers;
 * :func:`split_pairs`: a seeded random 80/10/10 split of the target domain's user-item pairs;
@@ -38,6 +42,26 @@ def latest_per_pair(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     ordered = frame.sort_values(["timestamp", "review_key"])
     keep = ~ordered.duplicated(["domain", "user_id", "item_id"], keep="last")
     return frame.loc[ordered.index[keep.to_numpy()]].sort_values("review_key"), int((~keep).sum())
+
+
+def latest_per_text(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Keep one review per (domain, user, normalised text): the latest (then the highest key).
+
+    ``text_key`` is the hash of the normalised text (:func:`rayrec.data.sources.text_key`):
+    a user who posted the same text on several items (product variants, re-posts) keeps one.
+    Returns the kept rows and the number of near-duplicates dropped.
+    """
+    ordered = frame.sort_values(["timestamp", "review_key"])
+    keep = ~ordered.duplicated(["domain", "user_id", "text_key"], keep="last")
+    return frame.loc[ordered.index[keep.to_numpy()]].sort_values("review_key"), int((~keep).sum())
+
+
+def copies_of(rows: pd.DataFrame, originals: pd.DataFrame) -> np.ndarray:
+    """Mask of ``rows`` whose (user, normalised text) is that of one of ``originals``."""
+    if rows.empty or originals.empty:
+        return np.zeros(len(rows), dtype=bool)
+    pairs = pd.MultiIndex.from_arrays([originals["user_id"], originals["text_key"]])
+    return pd.MultiIndex.from_arrays([rows["user_id"], rows["text_key"]]).isin(pairs)
 
 
 def kcore(users: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:

@@ -1,5 +1,6 @@
 """``rayrec prepare`` (and ``jobs/prepare_data.py``): flags -> :class:`PrepareConfig` -> run,
-then a summary table. Bad input ends with one error line naming the file, exit code 2."""
+then a summary table. Bad input ends with one error line naming the file, exit code 2; an
+error raised in a Ray task also names the log file holding its traceback (:mod:`rayrec.logs`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from rayrec.data import storage
 from rayrec.data.pipeline import PrepareConfig, prepare
 from rayrec.data.sources import SourceError
 from rayrec.errors import CliError
+from rayrec.logs import log_exception
 
 DEFAULT_OUT = "prepared/synthetic"
 DEFAULT_SYNTHETIC = "synthetic:{out}/_raw"
@@ -57,6 +59,7 @@ def config_from_args(args: argparse.Namespace) -> PrepareConfig:
             reviews_per_item=args.reviews_per_item,
             negatives=args.negatives,
             max_malformed=args.max_malformed,
+            drop_near_duplicates=args.drop_near_duplicates,
             yelp_state=args.yelp_state,
             yelp_category=args.yelp_category,
             synthetic_reviews=args.synthetic_reviews,
@@ -98,7 +101,13 @@ def run_prepare(args: argparse.Namespace) -> int:
         source_error = _source_error(err)
         if source_error is None:
             raise
-        raise CliError(str(source_error)) from None
+        # one line: Ray Data appends its retry advice on further lines of a task's error
+        message = str(source_error).split("\n", 1)[0]
+        if source_error is not err:  # raised in a Ray task: the traceback is worth keeping
+            log = log_exception(err)
+            if log is not None:
+                message += f" (traceback in {log})"
+        raise CliError(message) from None
     print(summary_table(manifest))
     print(f"prepared {config.out} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0

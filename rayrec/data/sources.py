@@ -17,6 +17,9 @@ plus bookkeeping columns that make sure nothing is dropped silently:
                         (a Yelp review outside the ``business.json`` filter) or "eof"
     detail: string      why a line is malformed; for the single "eof" row of a file (line
                         0), JSON ``{"sha256": ..., "records": n}`` of the file
+    text_key: int64     64-bit hash of the normalised text (:func:`normalise_text`) of an
+                        "ok" record: the index stage finds near-duplicates on it without
+                        reading the text
 
 Formats and their real field names:
 
@@ -74,8 +77,23 @@ RECORD_SCHEMA = pa.schema(
         ("line", pa.int64()),
         ("status", pa.string()),
         ("detail", pa.string()),
+        ("text_key", pa.int64()),
     ]
 )
+
+_PUNCTUATION = re.compile(r"[^\w\s]+")
+
+
+def normalise_text(text: str) -> str:
+    """Lowercase, punctuation stripped, whitespace collapsed: ``"Great  strings!!"`` and
+    ``"great strings"`` are the same review text."""
+    return " ".join(_PUNCTUATION.sub("", text.lower()).split())
+
+
+def text_key(text: str) -> int:
+    """The signed 64-bit key of ``normalise_text(text)`` (BLAKE2b)."""
+    digest = hashlib.blake2b(normalise_text(text).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
 
 
 class SourceError(Exception):
@@ -273,9 +291,10 @@ class _BlockBuilder:
 
     def add(self, line: int, status: str, fields: tuple | None = None, detail: str | None = None):
         user, item, rating, text, summary, timestamp = fields or (None,) * 6
+        key = text_key(text) if status == "ok" else None
         row = (
             self.source.domain, user, item, rating, text, summary, timestamp,
-            (self.index << LINE_BITS) | line, self.index, line, status, detail,
+            (self.index << LINE_BITS) | line, self.index, line, status, detail, key,
         )  # fmt: skip
         for name, value in zip(RECORD_SCHEMA.names, row, strict=True):
             self.columns[name].append(value)
