@@ -9,7 +9,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test setup clean
+.PHONY: demo test setup clean lock
 
 setup: $(INSTALLED)
 
@@ -25,6 +25,12 @@ test: $(INSTALLED)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest
+
+# requirements.lock for the image: resolved on the image's own platform (the base image: Linux,
+# Python 3.11, CUDA torch), every package with its sha256 (tools/lock.py). Needs Docker.
+LOCK_IMAGE ?= rayproject/ray:2.60.0-py311-gpu
+lock:
+	docker run --rm -v "$(CURDIR)":/src -w /src $(LOCK_IMAGE) python tools/lock.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
