@@ -508,3 +508,37 @@ def test_s3_output_matches_local(tmp_path: Path, s3_endpoint: str) -> None:
     for key, digest in _digest(tmp_path).items():
         body = s3.get_object(Bucket="corpus", Key=f"synthetic/{key}")["Body"].read()
         assert hashlib.sha256(body).hexdigest() == digest, key
+
+
+# ------------------------------------------------------------------------------------------
+# realistic review lengths
+# ------------------------------------------------------------------------------------------
+
+
+def _word_pieces(texts: list[str]) -> np.ndarray:
+    from rayrec.data.tokenize import load_tokenizer
+
+    backend = load_tokenizer("minilm").backend_tokenizer  # Rust, all cores, no truncation
+    backend.no_truncation()
+    backend.no_padding()
+    encoded = backend.encode_batch(texts, add_special_tokens=False)
+    return np.array([len(e.ids) for e in encoded])
+
+
+def test_realistic_lengths_match_the_presets_and_the_shipped_file(
+    frames: dict[str, pd.DataFrame], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    shipped = pd.read_csv(MUSICAL_INSTRUMENTS)
+    real = _word_pieces(shipped["reviewText"].fillna(shipped["summary"]).astype(str).tolist())
+    mean, sd = DOMAIN_PRESETS["Musical_Instruments"].word_pieces
+    assert abs(real.mean() - mean) < 2 and abs(real.std() - sd) < 2  # measured on that file
+    cfg = SyntheticConfig.scaled(1500, text_length="realistic", calibration_samples=20_000)
+    for domain in cfg.domains:
+        pieces = _word_pieces([t for c in iter_review_chunks(cfg, domain) for t in c.text])
+        target = DOMAIN_PRESETS[domain].word_pieces[0]
+        assert abs(pieces.mean() / target - 1) < 0.1, (domain, pieces.mean())
+        assert pieces.mean() > real.mean() and np.median(pieces) > np.median(real)
+        assert np.percentile(pieces, 99) > 4 * np.median(pieces)  # a long tail, like real data
+        short = frames[domain]["text"].iloc[:1500].tolist()  # the default corpus stays short
+        assert _word_pieces(short).mean() < 40
