@@ -2,7 +2,8 @@
 rayrec.ship_logs``, the preStop hook of every Ray container of k8s/ (KubeRay deletes a job's
 cluster ``ttlSecondsAfterFinished`` after the job, and its pods' logs with it).
 
-The logs of the node's current session (``/tmp/ray/session_latest/logs``) go to
+The logs of the node's current session (``ray/session_latest/logs`` of the system temp
+directory, Ray's default ``/tmp/ray``; or the directory given as the argument) go to
 ``$RAYREC_LOG_URI/<cluster>/<pod>/<session>/`` (cluster: ``$RAY_CLUSTER_NAME``, which KubeRay
 sets; pod: ``$HOSTNAME``). Without ``RAYREC_LOG_URI`` nothing is copied. A hook must never
 block the pod's deletion: every failure is printed and the exit status is 0; the pod's
@@ -13,12 +14,13 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from rayrec.data import storage
 
-LOGS = Path("/tmp/ray/session_latest/logs")
+LOGS = Path(tempfile.gettempdir(), "ray", "session_latest", "logs")  # Ray's default temp dir
 
 
 def destination(base: str, logs: Path, env: Mapping[str, str]) -> str:

@@ -22,7 +22,7 @@ USERINFO = "https://reader:hunter2@store.example.com/raw/reviews.json.gz"
         (["train", "sifn", "--storage=s3://AKID:SECRET@bucket/runs"], "--storage"),
         (["train", "sifn", f"--set=data.uri={SIGNED}"], "--set"),
         (["tune", "sifn", f"--data={USERINFO}"], "--data"),
-        (["prepare", f"--source=amazon2014:{USERINFO}:Books", "--out=/tmp/x"], "--source"),
+        (["prepare", f"--source=amazon2014:{USERINFO}:Books", "--out=prepared/x"], "--source"),
         (["prepare", "--out=s3://bucket/p?X-Goog-Signature=1"], "--out"),
     ],
 )
@@ -48,7 +48,7 @@ def test_rayrec_storage_from_the_environment_is_checked_too(
     [
         "s3://bucket/prepared/electronics",
         "s3://bucket/runs?versionId=3",
-        "/data/prepared",
+        "prepared/local",
         "amazon2014:s3://bucket/raw/Books_5.json.gz:Books",
     ],
 )
