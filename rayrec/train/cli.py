@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 from collections.abc import Iterator
 
 from pydantic import ValidationError
@@ -56,7 +57,17 @@ def config_from_args(args: argparse.Namespace, model: str | None = None) -> Trai
         raise CliError("--pretrained is for ubert_finetune only")
     quick = EMBEDDED_SETTINGS.get(model, []) if uses_embedded_corpus(args) else []
     with config_errors():
-        return load_config(model, args.config, [*quick, *args.overrides, *flag_overrides(args)])
+        cfg = load_config(model, args.config, [*quick, *args.overrides, *flag_overrides(args)])
+    refuse_credential_uris(cfg)
+    return cfg
+
+
+def refuse_credential_uris(cfg: TrainConfig) -> None:
+    """A config (a ``--config`` file included) must not hold a URI with credentials or a
+    presigned query string: results.json records the config verbatim."""
+    problem = storage.credential_problem(json.dumps(cfg.model_dump(mode="json")))
+    if problem:
+        raise CliError(f"invalid configuration: {problem}")
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ import time
 from rayrec.data import storage
 from rayrec.errors import CliError
 from rayrec.models.registry import get_model_spec
-from rayrec.train.cli import check_data, config_errors
+from rayrec.train.cli import check_data, config_errors, refuse_credential_uris
 from rayrec.train.config import TrainConfig, load_config
 from rayrec.train.corpus import default_dataset
 from rayrec.train.trainer import default_storage, ensure_ray
@@ -58,6 +58,7 @@ def base_config(args: argparse.Namespace, space: SearchSpace) -> TrainConfig:
         tree = load_config(args.model, args.config).model_dump(mode="json")
         tree = apply_values(tree, {**space.fixed, **run_flag_values(args)})
         cfg = TrainConfig.model_validate(tree)
+    refuse_credential_uris(cfg)
     check_space(cfg, space)
     return cfg
 

@@ -35,6 +35,18 @@ def test_a_uri_with_credentials_is_refused_in_one_line(
     assert "hunter2" not in err and "abc123" not in err and "SECRET" not in err
 
 
+def test_a_config_file_with_a_signed_uri_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text(f"model: {{name: biased_mf}}\ndata: {{uri: '{SIGNED}'}}\n")
+    for command in ("train", "tune"):
+        assert main([command, "biased_mf", f"--config={config}"]) == 2
+        err = capsys.readouterr().err
+        assert "invalid configuration: s3://bucket/prepared is a signed URL" in err
+        assert "abc123" not in err
+
+
 def test_rayrec_storage_from_the_environment_is_checked_too(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
