@@ -160,7 +160,7 @@ def write_tiny_prepared(out: Path, seed: int = 0) -> Path:
         pa.table(
             {
                 "user_idx": pa.array(range(N_USERS), pa.int32()),
-                "user_id": [f"U{u:03d}" for u in range(N_USERS)],
+                "user_id": pa.array([f"U{u:03d}" for u in range(N_USERS)], pa.large_string()),
             }
         ),
         out / "ids" / "users.parquet",
@@ -169,35 +169,119 @@ def write_tiny_prepared(out: Path, seed: int = 0) -> Path:
         pa.table(
             {
                 "item_idx": pa.array(range(N_ITEMS), pa.int32()),
-                "item_id": [f"I{i:03d}" for i in range(N_ITEMS)],
+                "item_id": pa.array([f"I{i:03d}" for i in range(N_ITEMS)], pa.large_string()),
             }
         ),
         out / "ids" / "items.parquet",
     )
 
-    manifest = {
-        "schema_version": 1,
-        "counts": {
-            "users": N_USERS,
-            "items": N_ITEMS,
-            "reviews": len(rows),
-            "pretrain_reviews": len(rows) - len(target),
-        },
-        "domains": DOMAINS,
+    # the keys of rayrec.data.pipeline's manifest, every one (tests/data/test_prepared_format.py
+    # compares them, and the parquet schemas above, with what the real `rayrec prepare` writes)
+    by_split = {
+        split: sum(r["split"] == split for r in target) for split in ("train", "val", "test")
+    }
+    per_domain = {
+        name: {
+            "reviews": sum(r["domain_idx"] == d for r in rows),
+            "users": len({r["user_idx"] for r in rows if r["domain_idx"] == d}),
+            "items": N_ITEMS if d == 0 else 0,
+        }
+        for d, name in enumerate(DOMAINS)
+    }
+    config = {
+        "sources": [f"synthetic:{out}-raw"],
+        "out": str(out),
+        "target": DOMAINS[0],
+        "kcore": 1,
+        "seed": seed,
+        "split": [0.8, 0.1, 0.1],
+        "tokenizer": "minilm",
         "max_len": MAX_LEN,
         "reviews_per_user": M,
         "reviews_per_item": M,
         "negatives": N_NEGATIVES,
+        "max_malformed": 0.001,
+        "drop_near_duplicates": False,
+        "yelp_state": None,
+        "yelp_category": None,
+        "synthetic_reviews": None,
+        "tokenize_actors": None,
+        "overwrite": False,
+    }
+    manifest = {
+        "schema_version": 1,
+        "rayrec_version": "0.1.0",
+        "created": "2026-01-01T00:00:00Z",
+        "domains": DOMAINS,
+        "target_domain": DOMAINS[0],
+        "counts": {
+            "records": len(rows),
+            "reviews": len(target),
+            "users": N_USERS,
+            "items": N_ITEMS,
+            **by_split,
+            "pretrain": len(rows) - len(target),
+            "per_domain": per_domain,
+            "ranking": {
+                "train": len(ranking_train),
+                "val": by_split["val"],
+                "test": by_split["test"],
+            },
+            "ranking_skipped_users": {"train": 0, "val": 0, "test": 0},
+        },
+        "dropped": {
+            reason: 0
+            for reason in (
+                "malformed",
+                "empty",
+                "business",
+                "duplicate",
+                "near_duplicate",
+                "kcore",
+                "not_target_user",
+                "held_out_copy",
+            )
+        },
         "global_mean": float(np.mean([r["rating"] for r in train])),
+        "sources": [
+            {
+                "uri": f"{out}-raw/{name}.json",
+                "format": "synthetic",
+                "domain": name,
+                "sha256": "0" * 64,
+                "records": per_domain[name]["reviews"],
+                "malformed": 0,
+                "malformed_examples": [],
+            }
+            for name in DOMAINS
+        ],
+        "seed": seed,
+        "kcore": 1,
+        "split": [0.8, 0.1, 0.1],
+        "reviews_per_user": M,
+        "reviews_per_item": M,
+        "negatives": N_NEGATIVES,
+        "max_len": MAX_LEN,
         "tokenizer": {
             "name": "minilm",
+            "class": "BertTokenizer",
             "vocab_size": VOCAB,
+            "vocab_sha256": "0" * 64,
             "pad_token_id": PAD,
-            "mask_token_id": MASK,
             "cls_token_id": CLS,
             "sep_token_id": SEP,
+            "mask_token_id": MASK,
+            "lowercase": True,
         },
-        "seed": seed,
+        "lexicon": {"name": "Hu and Liu (KDD 2004) opinion lexicon", "sha256": "0" * 64},
+        "storage": {
+            "token_store_tokens": sum(len(r["input_ids"]) for r in rows),
+            "token_store_bytes": 0,
+            "inline_layout_tokens_estimate": 0,
+            "inline_over_store": 0.0,
+        },
+        "seconds": {"read": 0.0, "index": 0.0, "tokenize": 0.0, "total": 0.0},
+        "config": config,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return out
