@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from rayrec.errors import CliError
@@ -46,10 +47,42 @@ def _spec(epochs: int, **changes: object) -> SweepSpec:
     return SweepSpec(**(fields | {"num_samples": 4} | changes))
 
 
+def _decisions(scheduler, values_per_iteration: list[list[float]]) -> list[list[str]]:
+    """What ``scheduler`` decides (Tune's public ``TrialScheduler.on_trial_result``) for
+    trials reporting ``values_per_iteration[t][k]`` (trial k's val_mse) at iteration t + 1."""
+    trials = [Trial("sifn", stub=True) for _ in values_per_iteration[0]]
+    for trial in trials:
+        scheduler.on_trial_add(None, trial)
+    return [
+        [
+            scheduler.on_trial_result(
+                None, trial, {"training_iteration": t + 1, "val_mse": values[k]}
+            )
+            for k, trial in enumerate(trials)
+        ]
+        for t, values in enumerate(values_per_iteration)
+    ]
+
+
 def test_asha_rungs_end_before_the_last_epoch() -> None:
-    asha = scheduler_for(_spec(epochs=3))
-    assert isinstance(asha, ASHAScheduler)
-    assert asha._max_t == 2 and not asha._stop_last_trials
+    """Three epochs: rungs after epochs 1 and 2, none after the last, and no trial stopped
+    for reaching max_t. Observed through the scheduler's decisions (ASHAScheduler has no
+    public reading of its rungs, max_t or stop_last_trials)."""
+    spec = _spec(epochs=3)
+    go, stop = TrialScheduler.CONTINUE, TrialScheduler.STOP
+
+    def decisions(values: list[list[float]]) -> list[list[str]]:
+        asha = scheduler_for(spec)
+        assert isinstance(asha, ASHAScheduler)
+        asha.set_search_properties(spec.metric, spec.mode)
+        return _decisions(asha, values)
+
+    # the best reports first: the others fall below the top half at each rung (epochs 1, 2);
+    # at epoch 3 and after there is no rung, and the leader is never stopped
+    best_first = [1.0, 2.0, 3.0, 4.0]
+    assert decisions([best_first] * 4) == [[go, stop, stop, stop]] * 2 + [[go] * 4] * 2
+    # the worst first: each is within the top half of those seen when it reports
+    assert decisions([best_first[::-1]] * 3) == [[go] * 4] * 3
     assert isinstance(scheduler_for(_spec(epochs=1)), FIFOScheduler)  # nothing to compare
     assert isinstance(scheduler_for(_spec(epochs=3, scheduler="fifo")), FIFOScheduler)
 
