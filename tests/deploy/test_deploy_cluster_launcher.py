@@ -10,9 +10,24 @@ import jsonschema
 import pytest
 import yaml
 from deploy_manifests import REPO, read_env_file
+
+# `ray up` prepares and validates its config with these two functions, and Ray has no public
+# API for that (ray.autoscaler.sdk starts and stops clusters; it validates nothing offline).
+# They are private: the test below pins the Ray release they were read from, so an upgrade
+# fails there first and has this import checked again.
 from ray.autoscaler._private.util import prepare_config, validate_config
 
 CONFIG = REPO / "cluster" / "aws-gpu.yaml"
+PRIVATE_API_CHECKED_ON = "2.60."  # the Ray release whose private validation is used here
+
+
+def test_private_validation_api_is_the_pinned_rays() -> None:
+    import ray
+
+    assert ray.__version__.startswith(PRIVATE_API_CHECKED_ON), (
+        f"Ray {ray.__version__}: check that ray.autoscaler._private.util still prepares and "
+        "validates `ray up` configs as in 2.60, then update PRIVATE_API_CHECKED_ON"
+    )
 
 
 @pytest.fixture
