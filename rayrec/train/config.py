@@ -78,6 +78,9 @@ class TrainSection(_Strict):
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     embedding_lr: float | None = Field(None, gt=0)  # lr of id/bias tables (None: lr)
+    # a finished run on the same dataset whose tensors (same name and shape) start this
+    # model, e.g. SIFN's biases from a tuned biased MF (rayrec.train.warm_start)
+    init_from: str | None = None
     betas: tuple[float, float] = (0.9, 0.999)
     clip: float | None = Field(1.0, gt=0)  # max gradient norm; None: no clipping
     warmup: float = Field(0.0, ge=0)  # < 1: fraction of all optimizer steps; >= 1: steps
