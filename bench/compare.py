@@ -43,6 +43,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "deepconn": ("deepconn", []),
     "safmr": ("safmr", []),
     "sifn": ("sifn", []),
+    # SIFN's biases warm-started from the same split's tuned biased MF (a residual text model,
+    # rayrec.train.warm_start); {biased_mf} is that run's directory
+    "sifn_mf": ("sifn", ["train.init_from={biased_mf}"]),
     "sifn_sa": ("sifn", ["model.params.review_attention=false"]),
     "sifn_fn": ("sifn", ["model.params.fusion=false"]),
     "sifn_in": ("sifn", ["model.params.interaction=fm"]),
@@ -71,6 +74,9 @@ def run_variant(variant: str, data: str, seed: int, root: str, extra: list[str])
     if storage.exists(done):
         return storage.read_json(done)
     model, overrides = VARIANTS[variant]
+    if any("{biased_mf}" in o for o in overrides):  # a warm start from this split's MF run
+        mf = run_variant(REFERENCE, data, seed, root, [])["output"]
+        overrides = [o.replace("{biased_mf}", mf) for o in overrides]
     cfg = load_config(
         model,
         overrides=[*overrides, *extra, f"run.storage={root}", f"run.name={name}"],

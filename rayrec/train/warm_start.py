@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from safetensors.torch import load_file
 
 from rayrec.data import storage
+from rayrec.errors import CliError
 from rayrec.train.checkpoint import WEIGHTS_FILE
 
 if TYPE_CHECKING:
@@ -31,20 +32,20 @@ RESULTS_FILE = "results.json"  # rayrec.train.trainer writes it (which imports t
 
 
 def check_init_from(run: str, manifest_sha256: str) -> dict[str, str]:
-    """Refuse (ValueError, one line) a ``train.init_from`` that is not a finished run of this
-    dataset; returns what the run was: ``{"model", "uri"}``."""
+    """Refuse (:class:`~rayrec.errors.CliError`, one line) a ``train.init_from`` that is not
+    a finished run of this dataset; returns what the run was: ``{"model", "uri"}``."""
     results_file = storage.join(run, RESULTS_FILE)
     if not storage.exists(results_file):
-        raise ValueError(f"train.init_from {run}: not a finished run (no {RESULTS_FILE})")
+        raise CliError(f"train.init_from {run}: not a finished run (no {RESULTS_FILE})")
     results = storage.read_json(results_file)
     trained_on = results.get("data", {}).get("manifest_sha256")
     if trained_on != manifest_sha256:
-        raise ValueError(
+        raise CliError(
             f"train.init_from {run}: trained on another dataset ({results.get('data', {})}); "
             "its id tables would index other users and items"
         )
     if not storage.exists(storage.join(run, WEIGHTS_FILE)):
-        raise ValueError(f"train.init_from {run}: no exported {WEIGHTS_FILE}")
+        raise CliError(f"train.init_from {run}: no exported {WEIGHTS_FILE}")
     return {"model": str(results.get("model")), "uri": run}
 
 
