@@ -53,6 +53,7 @@ from rayrec.train.schedule import Schedule
 
 EVAL_SEED_OFFSET = 1_000_003
 FINAL_FILE = "final_metrics.json"  # evaluation masks (U-BERT) differ from training ones
+FAULT_FILE = "fault_injected.json"  # which rank the fault injection killed, where and when
 
 
 def data_info(manifest: dict[str, Any], tokens: TokenInfo) -> DataInfo:
@@ -247,6 +248,16 @@ class Worker:
                 consistency_mode=CheckpointConsistencyMode.COMMITTED
             )
             self.log(f"fault injection: killing rank {self.rank} after epoch {epoch}")
+            record = {
+                "rank": self.rank,
+                "world_size": self.world,
+                "epoch": epoch,
+                "step": self.state["step"],
+                "checkpoint": f"epoch_{epoch:04d}",
+                "node_id": self.node_id,
+                "pid": os.getpid(),
+            }
+            storage.write_json(storage.join(self.run["output"], FAULT_FILE), record)
             os.kill(os.getpid(), signal.SIGKILL)
 
     def worker_nodes(self) -> list[str]:

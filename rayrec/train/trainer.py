@@ -35,7 +35,7 @@ from rayrec.encode.plan import attach_store
 from rayrec.models.registry import get_model_spec
 from rayrec.train.config import TrainConfig
 from rayrec.train.datasets import train_rows
-from rayrec.train.loop import FINAL_FILE, train_loop_per_worker
+from rayrec.train.loop import FAULT_FILE, FINAL_FILE, train_loop_per_worker
 
 RESULTS_FILE = "results.json"
 STORAGE_ENV = "RAYREC_STORAGE"
@@ -150,6 +150,7 @@ def fit(
     )
     result = trainer.fit()
     final = storage.read_json(storage.join(output, FINAL_FILE))
+    fault = storage.join(output, FAULT_FILE)
     wall = time.perf_counter() - started
     results = {
         "model": cfg.model.name,
@@ -163,6 +164,8 @@ def fit(
         "epochs_run": final.get("epoch", -1) + 1,
         "resumed_at_epoch": final.get("resumed_at_epoch"),
         "worker_nodes": final.get("worker_nodes"),
+        # cfg.fault's SIGKILL, as the killed worker recorded it (tests): rank, node, epoch, step
+        "fault_injected": storage.read_json(fault) if storage.exists(fault) else None,
         "steps": final.get("step"),
         "samples_per_s": final.get("samples_per_s"),
         "train_seconds": final.get("train_seconds"),

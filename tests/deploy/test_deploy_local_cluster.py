@@ -111,8 +111,13 @@ def test_two_nodes_job_submit_and_clean_stop(temp_dir: Path, tmp_path: Path) -> 
         assert status.returncode == 0, status.stdout + status.stderr
         assert "2 of 2 nodes alive" in status.stdout
 
+        # refused for its token (HTTP 403 from the dashboard, Ray's AuthenticationError), not
+        # for any other reason a submission can fail (address, working dir, entrypoint)
         refused = submit(temp_dir, data, storage, token=False)
+        said = refused.stdout + refused.stderr
         assert refused.returncode != 0
+        assert "Authentication failed" in said, said[-3000:]
+        assert "token is invalid or incorrect" in said, said[-3000:]
         assert not storage.exists()
 
         job = submit(temp_dir, data, storage, token=True)

@@ -48,7 +48,17 @@ def test_two_nodes_s3_checkpoints_killed_worker_resumes(
     # one worker on each node
     assert len(report["nodes"]) == 2
     assert sorted(results["worker_nodes"]) == report["nodes"]
-    # rank 1 was killed after epoch 0; the restarted attempt continued from its checkpoint
+    # rank 1 was killed after epoch 0, on a node of this cluster, as the killed worker
+    # recorded it; the restarted attempt continued from that checkpoint
+    killed = results["fault_injected"]
+    assert {k: killed[k] for k in ("rank", "world_size", "epoch", "step", "checkpoint")} == {
+        "rank": 1,
+        "world_size": 2,
+        "epoch": 0,
+        "step": 2,
+        "checkpoint": "epoch_0000",
+    }
+    assert killed["node_id"] in report["nodes"]
     assert results["resumed_at_epoch"] == 1
     assert [m["epoch"] for m in results["history"]] == [0, 1]
     assert [m["step"] for m in results["history"]] == [2, 4]
