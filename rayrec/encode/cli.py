@@ -15,7 +15,7 @@ import dataclasses
 from rayrec.encode.build import ensure_store
 from rayrec.encode.plan import store_request
 from rayrec.errors import CliError
-from rayrec.train.cli import check_data, config_errors
+from rayrec.train.cli import check_data, check_pretrained, config_errors
 from rayrec.train.config import load_config
 from rayrec.train.trainer import ensure_ray
 
@@ -27,6 +27,7 @@ def run_encode(args: argparse.Namespace) -> int:
         overrides.append(f"model.params.pretrained={args.pretrained}")
     with config_errors():
         cfg = load_config(args.model, args.config, overrides)
+    check_pretrained(cfg)
     dataset = check_data(args.data)  # before Ray starts
     if dataset is None:
         raise CliError("--data is required")

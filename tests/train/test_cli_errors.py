@@ -127,6 +127,12 @@ def test_run_and_sweep_refusals(
         "no such file",
     )
     one_error_line(
+        capsys,
+        ["encode", "ubert_finetune", data, f"--pretrained={tmp_path / 'none.safetensors'}"],
+        "--pretrained",
+        "no such file",
+    )
+    one_error_line(
         capsys, ["tune", "biased_mf", data, runs, "--metric=val_nope"], "--metric val_nope"
     )
     one_error_line(capsys, ["tune", "biased_mf", runs, "--resume=nope"], "no sweep 'nope'")
