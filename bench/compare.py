@@ -35,6 +35,13 @@ from rayrec.data import storage
 from rayrec.train.config import load_config
 from rayrec.train.trainer import RESULTS_FILE, ensure_ray, fit
 
+UBERT_FROZEN = [  # U-BERT P- reading SIFN's store: no BERT layer trains
+    "model.params.trainable_layers=0",
+    "data.max_len=64",  # SIFN's store
+    "train.lr=1e-3",
+    "train.epochs=1",
+    "train.max_steps_per_epoch=200",
+]
 # name -> (model, overrides on top of its preset)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "global_mean": ("global_mean", []),
@@ -51,14 +58,15 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "sifn_in": ("sifn", ["model.params.interaction=fm"]),
     "sifn_sp": ("sifn", ["model.params.sentiment_weight=0"]),
     "sifn_owner_id": ("sifn", ["model.params.review_id=owner"]),
-    "ubert_frozen": (
+    "ubert_frozen": ("ubert_finetune", UBERT_FROZEN),
+    # U-BERT with user/item biases (pair_biases) warm-started from the split's tuned MF
+    "ubert_frozen_mf": (
         "ubert_finetune",
         [
-            "model.params.trainable_layers=0",
-            "data.max_len=64",  # SIFN's store
-            "train.lr=1e-3",
-            "train.epochs=1",
-            "train.max_steps_per_epoch=200",
+            *UBERT_FROZEN,
+            "model.params.pair_biases=true",
+            "model.params.bias_reg=1.5",
+            "train.init_from={biased_mf}",
         ],
     ),
     "ubert_top1": ("ubert_finetune", ["model.params.trainable_layers=1"]),

@@ -126,3 +126,10 @@ def log_exception(err: BaseException) -> Path | None:
     logging.getLogger(_FILE_ONLY).error("the command failed:\n%s", text)
     _State.handler.flush()
     return _State.path
+
+
+def train_log_level() -> str:
+    """Ray Train's console level for a run (``ray.train.LoggingConfig`` of its RunConfig):
+    INFO with ``--verbose``, else WARNING, so that its line per report and per checkpoint,
+    forwarded from every worker, stays in Ray Train's log files."""
+    return "INFO" if _State.verbose else "WARNING"

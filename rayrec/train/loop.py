@@ -50,6 +50,7 @@ from rayrec.train.datasets import eval_batches, eval_splits, eval_table, load_tr
 from rayrec.train.engine import Engine, build_engine
 from rayrec.train.reviews import load_review_index
 from rayrec.train.schedule import Schedule
+from rayrec.train.warm_start import warm_start
 
 EVAL_SEED_OFFSET = 1_000_003
 FINAL_FILE = "final_metrics.json"  # evaluation masks (U-BERT) differ from training ones
@@ -84,8 +85,12 @@ def token_info(cfg: TrainConfig, manifest: dict[str, Any]) -> TokenInfo:
 def build_module(cfg: TrainConfig, manifest: dict[str, Any], tokens: TokenInfo) -> RecModel:
     """The run's model as every worker builds it, from ``cfg.model`` and the dataset's sizes
     (a fine-tuning model loads its ``model.params.pretrained`` checkpoint here: the
-    ``--pretrained`` flag of ``rayrec train``)."""
-    return build_model(cfg.model.name, cfg.model.params, data_info(manifest, tokens))
+    ``--pretrained`` flag of ``rayrec train``), then takes ``train.init_from``'s tensors
+    (:mod:`rayrec.train.warm_start`)."""
+    model = build_model(cfg.model.name, cfg.model.params, data_info(manifest, tokens))
+    if cfg.train.init_from:
+        warm_start(model, cfg.train.init_from)
+    return model
 
 
 def steps_per_epoch(cfg: TrainConfig, train_rows: int, world_size: int) -> int:

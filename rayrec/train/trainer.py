@@ -25,10 +25,18 @@ import deepspeed
 import pyarrow
 import ray
 import torch
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig, UserCallback
+from ray.train import (
+    CheckpointConfig,
+    FailureConfig,
+    LoggingConfig,
+    RunConfig,
+    ScalingConfig,
+    UserCallback,
+)
 from ray.train.torch import TorchTrainer
 
 import rayrec
+from rayrec import logs
 from rayrec.data import storage
 from rayrec.data.prepared import MANIFEST, PreparedDataset
 from rayrec.encode.plan import attach_store
@@ -36,6 +44,7 @@ from rayrec.models.registry import get_model_spec
 from rayrec.train.config import TrainConfig
 from rayrec.train.datasets import train_rows
 from rayrec.train.loop import FAULT_FILE, FINAL_FILE, train_loop_per_worker
+from rayrec.train.warm_start import check_init_from
 
 RESULTS_FILE = "results.json"
 STORAGE_ENV = "RAYREC_STORAGE"
@@ -117,6 +126,14 @@ def fit(
         print(warning, flush=True)
     spec = get_model_spec(cfg.model.name)
     dataset = PreparedDataset(data_uri)
+    manifest_sha256 = storage.sha256(dataset.path(MANIFEST))
+    if cfg.train.init_from:
+        source = check_init_from(cfg.train.init_from, manifest_sha256)
+        print(
+            f"warm start: the tensors {cfg.model.name} shares with {source['model']} run "
+            f"{source['uri']} start from that run's",
+            flush=True,
+        )
     cfg, review_states = attach_store(cfg, dataset.uri, dataset.manifest)
     rows = {"train": train_rows(spec, dataset, cfg.data)}
     name, root = run_name(cfg), run_storage(cfg)
@@ -140,6 +157,7 @@ def fit(
             name=name,
             storage_path=root,
             failure_config=FailureConfig(max_failures=cfg.run.max_failures),
+            logging_config=LoggingConfig(log_level=logs.train_log_level()),
             callbacks=callbacks,
             checkpoint_config=CheckpointConfig(
                 num_to_keep=cfg.run.keep_checkpoints,
@@ -175,7 +193,7 @@ def fit(
         "review_states": review_states,
         "data": {
             "uri": dataset.uri,
-            "manifest_sha256": storage.sha256(dataset.path(MANIFEST)),
+            "manifest_sha256": manifest_sha256,
         },
         "config": cfg.model_dump(mode="json"),
         "versions": versions(),
