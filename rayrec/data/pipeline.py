@@ -49,6 +49,8 @@ from rayrec.data.prepare import (
 )
 from rayrec.data.prepared import MANIFEST, SCHEMA_VERSION, read_table
 from rayrec.data.sources import (
+    LINE_BITS,
+    RANGE_BYTES,
     RECORD_SCHEMA,
     ReviewDatasource,
     Source,
@@ -56,6 +58,7 @@ from rayrec.data.sources import (
     allowed_businesses,
     check_source,
     parse_source,
+    ranges_of,
 )
 from rayrec.data.tokenize import ReviewTokenizer, tokenizer_info
 
@@ -103,6 +106,7 @@ class PrepareConfig(BaseModel):
     yelp_category: str | None = None
     synthetic_reviews: int | None = Field(None, ge=100)  # per domain, for synthetic:URI
     tokenize_actors: int | None = Field(None, ge=1)  # default: cluster CPUs - 1
+    read_range_bytes: int = Field(RANGE_BYTES, ge=1024)  # per read task of a .json file
     overwrite: bool = False
 
     @field_validator("split", mode="before")
@@ -177,12 +181,12 @@ def _read(config: PrepareConfig, sources: list[Source], stages: _Stages, report:
         "yelp_state": config.yelp_state,
         "yelp_category": config.yelp_category,
         "columns": RECORD_SCHEMA.names,  # records staged by an older rayrec are read again
+        "range_bytes": config.read_range_bytes,
     }
     if stages.finished("read", inputs):
         report("read: done in an earlier run, reusing the staged records")
         return records
     storage.remove(records)
-    report(f"read: {len(sources)} file(s), one read task per file")
     mark = time.perf_counter()
     businesses = [
         allowed_businesses(s.uri, config.yelp_state, config.yelp_category)
@@ -190,7 +194,12 @@ def _read(config: PrepareConfig, sources: list[Source], stages: _Stages, report:
         else None
         for s in sources
     ]
-    ray.data.read_datasource(ReviewDatasource(sources, businesses)).write_parquet(records)
+    datasource = ReviewDatasource(sources, businesses, config.read_range_bytes)
+    tasks = sum(len(r) for r in datasource.ranges)
+    report(f"read: {len(sources)} file(s) in {tasks} read task(s)")
+    for line in datasource.plan():
+        report(f"read:   {line}")
+    ray.data.read_datasource(datasource).write_parquet(records)
     report(f"read: done in {time.perf_counter() - mark:.1f} s")
     stages.done("read", inputs)
     return records
@@ -199,13 +208,25 @@ def _read(config: PrepareConfig, sources: list[Source], stages: _Stages, report:
 def _check_malformed(
     frame: pd.DataFrame, sources: list[Source], max_malformed: float
 ) -> list[dict[str, Any]]:
-    """Per-source record counts and checksums; stop when a file has too many bad records."""
-    eof = frame[frame["status"] == "eof"].set_index("source")["detail"].map(json.loads)
+    """Per-source record counts and checksums; stop when a file has too many bad records.
+
+    A file read by byte ranges has one "eof" row per range; its malformed lines' numbers
+    (counted within their range) get the lines of the ranges before added."""
+    eofs = frame[frame["status"] == "eof"]
     summary = []
     for index, source in enumerate(sources):
+        eof = ranges_of(
+            [json.loads(d) for d in eofs.loc[eofs["source"] == index, "detail"]], source.uri
+        )
         rows = frame[frame["source"] == index]
-        bad = rows[rows["status"] == "malformed"].sort_values("line")
-        total = eof[index]["records"]
+        bad = rows[rows["status"] == "malformed"]
+        lines = bad["line"].to_numpy()
+        if "line_offsets" in eof:
+            offset = bad["review_key"].to_numpy() & ((1 << LINE_BITS) - 1)
+            which = np.searchsorted(eof["range_starts"], offset, side="right") - 1
+            lines = lines + np.asarray(eof["line_offsets"])[which]
+        bad = bad.assign(line=lines).sort_values("line")
+        total = eof["records"]
         examples = [f"line {line}: {detail}" for line, detail in bad[["line", "detail"]].values]
         if len(bad) > max_malformed * total:
             raise SourceError(
@@ -217,10 +238,11 @@ def _check_malformed(
                 "uri": source.uri,
                 "format": source.format,
                 "domain": source.domain,
-                "sha256": eof[index]["sha256"],
+                "sha256": eof["sha256"],
                 "records": total,
                 "malformed": len(bad),
                 "malformed_examples": examples[:20],
+                **({"read_ranges": eof["ranges"]} if "ranges" in eof else {}),
             }
         )
     return summary
@@ -477,13 +499,21 @@ def _read_and_index(
     return kept, entries
 
 
+def _same_config(recorded: dict[str, Any], config: PrepareConfig) -> bool:
+    """Whether a manifest's config is ``config``; a field it lacks (an older rayrec's
+    manifest) counts as that field's default."""
+    defaults = json.loads(PrepareConfig.model_construct().model_dump_json())
+    current = json.loads(config.model_dump_json())
+    return {**{k: defaults.get(k) for k in current}, **recorded} == current
+
+
 def prepare(config: PrepareConfig, report: Report = print) -> dict[str, Any]:
     """Run the whole preparation; returns the manifest (also written to ``OUT/manifest.json``)."""
     started = time.perf_counter()
     manifest_uri = storage.join(config.out, MANIFEST)
     if storage.exists(manifest_uri):
         manifest = storage.read_json(manifest_uri)
-        if not config.overwrite and manifest["config"] == json.loads(config.model_dump_json()):
+        if not config.overwrite and _same_config(manifest["config"], config):
             report(f"{config.out} is already prepared with this configuration")
             return manifest
         if not config.overwrite:

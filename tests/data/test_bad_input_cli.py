@@ -73,6 +73,7 @@ def test_truncated_gzip_is_one_line_naming_the_log_with_the_traceback(cli, tmp_p
     line = _one_line(result)
     assert f"{cut}: the compressed file is truncated or corrupt after" in line
     assert line.endswith(".log)") and " (traceback in " in line
+    assert "retried" not in line  # Ray Data's retry advice, appended to the task's error
     log = Path(line.rsplit(" (traceback in ", 1)[1][:-1])
     assert log.parent == tmp_path / "logs" and log.is_file()
     text = log.read_text()
@@ -108,3 +109,28 @@ def test_nothing_left_in_process_leaves_no_out(ray_session, tmp_path: Path, caps
     assert code == 2
     assert "nothing to prepare" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_verbose_leaves_rays_console_handlers_unfiltered(tmp_path: Path, monkeypatch) -> None:
+    """(Ray's console handlers write to the stream they were created with, which capsys
+    does not see: the handlers are checked instead.)"""
+    import logging
+
+    monkeypatch.setenv("RAYREC_LOG_DIR", str(tmp_path))
+
+    def filtered() -> dict[str, bool]:
+        return {
+            name: any(
+                type(f).__name__ == "_ConsoleFilter"
+                for h in logging.getLogger(name).handlers
+                for f in h.filters
+            )
+            for name in ("ray", "ray.data")
+        }
+
+    try:
+        configure("test", verbose=True)
+        assert filtered() == {"ray": False, "ray.data": False}
+    finally:
+        configure("test")
+    assert filtered() == {"ray": True, "ray.data": True}
