@@ -1,5 +1,6 @@
-"""Uncompressed JSON lines read by byte ranges in parallel (one read task per range), and the
-same records, ids and split as the file read whole; a ``.json.gz`` stays one read task."""
+"""Uncompressed JSON lines read by byte ranges in parallel (one read task per range): the
+same records, in the same order, as the file read whole (so the same ids and split); a
+``.json.gz`` or a CSV file stays one read task, and prepare says how each file is read."""
 
 from __future__ import annotations
 
@@ -9,11 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pytest
 
 from rayrec.data.pipeline import PrepareConfig, prepare
-from rayrec.data.prepared import SPLITS, PreparedDataset
-from rayrec.data.sources import LINE_BITS, Source, byte_ranges, ranges_of, read_source
+from rayrec.data.prepared import PreparedDataset
+from rayrec.data.sources import (
+    LINE_BITS,
+    ReviewDatasource,
+    Source,
+    byte_ranges,
+    ranges_of,
+    read_source,
+)
 from tests.data.fixtures import amazon2018_lines
 
 
@@ -58,48 +65,39 @@ def test_ranges_own_every_line_once_in_file_order(tmp_path: Path) -> None:
     assert bad["line"] + info["line_offsets"][which] == 18
 
 
-@pytest.fixture(scope="module")
-def both(ray_session, tmp_path_factory) -> dict[str, tuple[PreparedDataset, list[str]]]:
-    """The same lines as a .json file read in 1 KiB ranges and as one .json.gz task."""
-    root: Path = tmp_path_factory.mktemp("ranges")
-    plain = root / "Kindle_Store_5.json"
-    plain.write_text("\n".join(_lines()) + "\n")
-    packed = root / "gz" / "Kindle_Store_5.json.gz"
-    packed.parent.mkdir()
-    packed.write_bytes(gzip.compress(plain.read_bytes()))
-    out = {}
-    for name, path in (("json", plain), ("gz", packed)):
-        config = PrepareConfig(
-            sources=[f"amazon2018:{path}"], out=str(root / f"out-{name}"), kcore=1,
-            negatives=2, max_len=32, tokenize_actors=1, max_malformed=0.05,
-            read_range_bytes=1024,
-        )  # fmt: skip
-        lines: list[str] = []
-        prepare(config, report=lines.append)
-        out[name] = (PreparedDataset(config.out), lines)
-    return out
-
-
-def test_prepare_reads_json_by_ranges_and_says_so(both) -> None:
-    (ranged, ranged_lines), (whole, whole_lines) = both["json"], both["gz"]
-    size = Path(ranged.manifest["sources"][0]["uri"]).stat().st_size
-    tasks = len(byte_ranges(size, 1024))
-    assert tasks > 5
-    assert f"read: 1 file(s) in {tasks} read task(s)" in ranged_lines
-    assert any("Kindle_Store_5.json: " in x and "byte ranges" in x for x in ranged_lines)
-    assert "read: 1 file(s) in 1 read task(s)" in whole_lines
-    assert "read:   Kindle_Store_5.json.gz: one read task (compressed: cannot be split)" in (
-        whole_lines
+def test_compressed_and_csv_files_are_one_read_task(tmp_path: Path) -> None:
+    big = "\n".join(_lines()) + "\n"
+    (tmp_path / "Kindle_Store_5.json.gz").write_bytes(gzip.compress(big.encode()))
+    (tmp_path / "small_5.json").write_text(big)
+    (tmp_path / "big_5.csv").write_text("reviewerID\n" + "A1\n" * 2000)
+    sources = [Source("amazon2018", str(tmp_path / "Kindle_Store_5.json.gz"), "K"),
+               Source("amazon2018", str(tmp_path / "small_5.json"), "S"),
+               Source("amazon2014", str(tmp_path / "big_5.csv"), "C")]  # fmt: skip
+    datasource = ReviewDatasource(sources, range_bytes=1024)
+    assert [len(r) for r in datasource.ranges] == [1, len(byte_ranges(len(big), 1024)), 1]
+    assert (
+        datasource.plan()[0]
+        == "Kindle_Store_5.json.gz: one read task (compressed: cannot be split)"
     )
-    (source,) = ranged.manifest["sources"]
+    assert datasource.plan()[2] == "big_5.csv: one read task (CSV: cannot be split)"
+    assert len(datasource.get_read_tasks(1)) == 2 + len(datasource.ranges[1])
+
+
+def test_prepare_reads_json_by_ranges_and_says_so(ray_session, tmp_path: Path) -> None:
+    plain = tmp_path / "Kindle_Store_5.json"
+    plain.write_text("\n".join(_lines()) + "\n")
+    config = PrepareConfig(
+        sources=[f"amazon2018:{plain}"], out=str(tmp_path / "out"), kcore=1, negatives=2,
+        max_len=32, tokenize_actors=1, max_malformed=0.05, read_range_bytes=1024,
+    )  # fmt: skip
+    lines: list[str] = []
+    manifest = prepare(config, report=lines.append)
+    tasks = len(byte_ranges(plain.stat().st_size, 1024))
+    assert tasks > 5 and f"read: 1 file(s) in {tasks} read task(s)" in lines
+    assert any("Kindle_Store_5.json: " in x and "byte ranges" in x for x in lines)
+    (source,) = manifest["sources"]
     assert source["read_ranges"] == tasks and source["records"] == 36
     assert source["malformed_examples"][0].startswith("line 18: not JSON")
-    assert whole.manifest["sources"][0]["malformed_examples"] == source["malformed_examples"]
-
-
-def test_ranges_give_the_same_dataset_as_one_task(both) -> None:
-    ranged, whole = both["json"][0], both["gz"][0]
-    assert ranged.manifest["counts"] == whole.manifest["counts"]
-    for split in SPLITS:
-        assert ranged.pairs(split).equals(whole.pairs(split))
-    assert np.array_equal(ranged.token_store().ids, whole.token_store().ids)
+    assert manifest["counts"]["reviews"] == 35  # every other line, once
+    store = PreparedDataset(config.out).token_store()
+    assert len(store) == 35
