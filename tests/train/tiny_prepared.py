@@ -15,6 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rayrec.data.pipeline import PrepareConfig
+
 N_USERS, N_ITEMS, PER_USER, PRETRAIN_PER_USER = 24, 16, 6, 3
 MAX_LEN, M, N_NEGATIVES = 24, 4, 5
 PAD, CLS, SEP, MASK, VOCAB = 0, 101, 102, 103, 30522
@@ -188,26 +190,18 @@ def write_tiny_prepared(out: Path, seed: int = 0) -> Path:
         }
         for d, name in enumerate(DOMAINS)
     }
-    config = {
-        "sources": [f"synthetic:{out}-raw"],
-        "out": str(out),
-        "target": DOMAINS[0],
-        "kcore": 1,
-        "seed": seed,
-        "split": [0.8, 0.1, 0.1],
-        "tokenizer": "minilm",
-        "max_len": MAX_LEN,
-        "reviews_per_user": M,
-        "reviews_per_item": M,
-        "negatives": N_NEGATIVES,
-        "max_malformed": 0.001,
-        "drop_near_duplicates": False,
-        "yelp_state": None,
-        "yelp_category": None,
-        "synthetic_reviews": None,
-        "tokenize_actors": None,
-        "overwrite": False,
-    }
+    # what `rayrec prepare` records of its arguments: every PrepareConfig field, as it dumps them
+    config = PrepareConfig(
+        sources=[f"synthetic:{out}-raw"],
+        out=str(out),
+        target=DOMAINS[0],
+        kcore=1,
+        seed=seed,
+        max_len=MAX_LEN,
+        reviews_per_user=M,
+        reviews_per_item=M,
+        negatives=N_NEGATIVES,
+    )
     manifest = {
         "schema_version": 1,
         "rayrec_version": "0.1.0",
@@ -257,7 +251,7 @@ def write_tiny_prepared(out: Path, seed: int = 0) -> Path:
         ],
         "seed": seed,
         "kcore": 1,
-        "split": [0.8, 0.1, 0.1],
+        "split": list(config.split),
         "reviews_per_user": M,
         "reviews_per_item": M,
         "negatives": N_NEGATIVES,
@@ -281,7 +275,7 @@ def write_tiny_prepared(out: Path, seed: int = 0) -> Path:
             "inline_over_store": 0.0,
         },
         "seconds": {"read": 0.0, "index": 0.0, "tokenize": 0.0, "total": 0.0},
-        "config": config,
+        "config": json.loads(config.model_dump_json()),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return out
