@@ -104,10 +104,14 @@ class EngineSection(_Strict):
 
 
 class FaultSection(_Strict):
-    """Fault injection for tests: SIGKILL worker ``rank`` right after epoch ``epoch`` is
-    checkpointed, on the first attempt only (a resumed attempt has a checkpoint)."""
+    """Fault injection for tests, on the first attempt only (a resumed attempt has a
+    checkpoint): SIGKILL worker ``rank`` right after epoch ``kill_after_epoch`` is
+    checkpointed, or right after its micro step ``kill_at_step`` (counted over the whole run,
+    from 1: mid-epoch when it is not a multiple of the steps per epoch; the restarted attempt
+    resumes from the last checkpoint and trains that epoch again from its first step)."""
 
     kill_after_epoch: int | None = Field(None, ge=0)
+    kill_at_step: int | None = Field(None, ge=1)
     rank: int = Field(0, ge=0)
 
 

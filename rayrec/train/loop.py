@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import ray.train
 import torch
 from ray.train import CheckpointConsistencyMode
@@ -97,6 +98,14 @@ def steps_per_epoch(cfg: TrainConfig, train_rows: int, world_size: int) -> int:
     """Micro steps per epoch and worker (equal shards: every worker runs as many)."""
     steps = max(1, (train_rows // world_size) // cfg.train.batch_size)
     return min(steps, cfg.train.max_steps_per_epoch or steps)
+
+
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """The seed of torch's global generator (dropout) for ``epoch`` on ``rank``: a function of
+    ``(train.seed, epoch, rank)`` only (stream 2 of the epoch's generators; 0 and 1 are the
+    permutation and the negatives, :mod:`rayrec.train.datasets`)."""
+    state = np.random.SeedSequence([seed, epoch, 2, rank]).generate_state(2, dtype=np.uint32)
+    return int(state[0]) << 32 | int(state[1])
 
 
 def _format_eta(seconds: float) -> str:
@@ -168,6 +177,10 @@ class Worker:
             cfg.data.pretrain_val_every,
             cfg.data.pretrain_reviews,
         )
+        # dropout draws from torch's global generator: seeded by (seed, epoch, rank) at the
+        # start of every epoch, so that a run resumed from a checkpoint (or killed mid-epoch
+        # and restarted at that epoch) draws the same masks as an uninterrupted run
+        torch.manual_seed(epoch_seed(cfg.train.seed, epoch, self.rank))
         totals = dict.fromkeys(phases, 0.0)
         samples, n = 0, 0
         group = cfg.train.group_batches
@@ -194,6 +207,8 @@ class Worker:
                 totals[phase] += float(loss.detach())
             self.state["step"] += 1
             samples += rows.num_rows * self.world
+            if self.cfg.fault.kill_at_step == self.state["step"]:
+                self.inject_fault(epoch, checkpoint=None)
             if n % cfg.train.log_every == 0 or n == self.steps:
                 elapsed = time.perf_counter() - started
                 rate = samples / elapsed
@@ -245,25 +260,35 @@ class Worker:
                 checkpoint=ray.train.Checkpoint.from_directory(tmp),
                 checkpoint_dir_name=f"epoch_{epoch:04d}",
             )
-        fault = self.cfg.fault
-        if fault.kill_after_epoch == epoch and fault.rank == self.rank and self.resumed_at is None:
-            # wait until the controller has registered the checkpoint: a report is processed
-            # asynchronously, and a worker killed right after it may lose it
-            ray.train.get_all_reported_checkpoints(
-                consistency_mode=CheckpointConsistencyMode.COMMITTED
-            )
-            self.log(f"fault injection: killing rank {self.rank} after epoch {epoch}")
-            record = {
-                "rank": self.rank,
-                "world_size": self.world,
-                "epoch": epoch,
-                "step": self.state["step"],
-                "checkpoint": f"epoch_{epoch:04d}",
-                "node_id": self.node_id,
-                "pid": os.getpid(),
-            }
-            storage.write_json(storage.join(self.run["output"], FAULT_FILE), record)
-            os.kill(os.getpid(), signal.SIGKILL)
+        if self.cfg.fault.kill_after_epoch == epoch:
+            self.inject_fault(epoch, checkpoint=f"epoch_{epoch:04d}")
+
+    def inject_fault(self, epoch: int, checkpoint: str | None) -> None:
+        """``cfg.fault``'s SIGKILL of this worker (if it is the fault's rank, on the first
+        attempt), after recording it in ``fault_injected.json``; ``checkpoint``: the one just
+        committed (None: killed mid-epoch, after step ``state["step"]``)."""
+        record_uri = storage.join(self.run["output"], FAULT_FILE)
+        if self.cfg.fault.rank != self.rank or self.resumed_at is not None:
+            return
+        if storage.exists(record_uri):  # killed once already (before any checkpoint)
+            return
+        # wait until the controller has registered the checkpoints reported so far: a report
+        # is processed asynchronously, and a worker killed soon after it may lose it (the
+        # restarted attempt would then start over, not resume)
+        ray.train.get_all_reported_checkpoints(consistency_mode=CheckpointConsistencyMode.COMMITTED)
+        where = f"after epoch {epoch}" if checkpoint else f"at step {self.state['step']}"
+        self.log(f"fault injection: killing rank {self.rank} {where}")
+        record = {
+            "rank": self.rank,
+            "world_size": self.world,
+            "epoch": epoch,
+            "step": self.state["step"],
+            "checkpoint": checkpoint,
+            "node_id": self.node_id,
+            "pid": os.getpid(),
+        }
+        storage.write_json(record_uri, record)
+        os.kill(os.getpid(), signal.SIGKILL)
 
     def worker_nodes(self) -> list[str]:
         """The Ray node id of every rank (a collective: every rank calls it)."""
