@@ -6,7 +6,8 @@
 Starts a ``ray.cluster_utils.Cluster`` of two nodes (2 CPUs each), trains biased MF with two
 workers spread over the nodes (``STRICT_SPREAD``), DeepSpeed ZeRO-2, checkpoints in
 ``STORAGE_URI``, and worker rank 1 (on the second node) SIGKILLed right after epoch 0 is
-checkpointed. Prints one JSON line: the cluster's node ids and the run's results.
+checkpointed; then the same run on one worker with the same global batch (16), never killed.
+Prints one JSON line: the cluster's node ids and the two runs' results.
 """
 
 from __future__ import annotations
@@ -32,16 +33,15 @@ def main(data: str, storage: str) -> None:
         ray.init(address=cluster.address, log_to_driver=True)
         ray.data.DataContext.get_current().enable_progress_bars = False
         nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
+        common = [f"run.storage={storage}", "engine.zero_stage=2", "train.epochs=2"]
         cfg = load_config(
             "biased_mf",
             overrides=[
-                f"run.storage={storage}",
+                *common,
                 "run.name=multinode",
                 "run.num_workers=2",
                 "run.placement_strategy=STRICT_SPREAD",
                 "run.max_failures=1",
-                "engine.zero_stage=2",
-                "train.epochs=2",
                 "train.batch_size=8",
                 "train.max_steps_per_epoch=2",
                 "fault.kill_after_epoch=0",
@@ -49,10 +49,21 @@ def main(data: str, storage: str) -> None:
             ],
         )
         results = fit(cfg, data)
+        # the same global batch (16) and steps on one worker, never killed
+        single = load_config(
+            "biased_mf",
+            overrides=[
+                *common,
+                "run.name=single",
+                "train.batch_size=16",
+                "train.max_steps_per_epoch=2",
+            ],
+        )
+        single_results = fit(single, data)
     finally:
         ray.shutdown()
         cluster.shutdown()
-    print(json.dumps({"nodes": nodes, "results": results}))
+    print(json.dumps({"nodes": nodes, "results": results, "single": single_results}))
 
 
 if __name__ == "__main__":
