@@ -127,8 +127,12 @@ def fit(
     spec = get_model_spec(cfg.model.name)
     dataset = PreparedDataset(data_uri)
     manifest_sha256 = storage.sha256(dataset.path(MANIFEST))
-    if cfg.train.init_from:
-        source = check_init_from(cfg.train.init_from, manifest_sha256)
+    if cfg.train.init_from:  # absolute: the workers' working directory is not the driver's
+        init_from = storage.absolute(cfg.train.init_from)
+        cfg = cfg.model_copy(
+            update={"train": cfg.train.model_copy(update={"init_from": init_from})}
+        )
+        source = check_init_from(init_from, manifest_sha256)
         print(
             f"warm start: the tensors {cfg.model.name} shares with {source['model']} run "
             f"{source['uri']} start from that run's",
