@@ -128,8 +128,23 @@ def log_exception(err: BaseException) -> Path | None:
     return _State.path
 
 
+def is_verbose() -> bool:
+    """Whether this command was given ``--verbose``."""
+    return _State.verbose
+
+
 def train_log_level() -> str:
     """Ray Train's console level for a run (``ray.train.LoggingConfig`` of its RunConfig):
     INFO with ``--verbose``, else WARNING, so that its line per report and per checkpoint,
     forwarded from every worker, stays in Ray Train's log files."""
     return "INFO" if _State.verbose else "WARNING"
+
+
+def quiet_train_worker() -> None:
+    """In a Ray Train worker without ``--verbose``: the worker's root logger at WARNING.
+
+    Ray Train 2.60 logs its "Reporting training result N: TrainingReport(...)" line, one per
+    report and worker, on a logger named by its source file's path, a child of the root logger
+    that ``LoggingConfig(log_level=...)`` does not filter (it filters ``ray.train.*`` only).
+    rayrec's own progress lines are prints, not log records, so they still reach the driver."""
+    logging.getLogger().setLevel(logging.WARNING)

@@ -38,6 +38,7 @@ import ray.train
 import torch
 from ray.train import CheckpointConsistencyMode
 
+from rayrec import logs
 from rayrec.data import storage
 from rayrec.data.prepared import PreparedDataset
 from rayrec.eval.metrics import Evaluation
@@ -322,6 +323,8 @@ class Worker:
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point; ``loop_config`` is built by :func:`rayrec.train.trainer.fit`."""
+    if not loop_config.get("verbose"):
+        logs.quiet_train_worker()
     worker = Worker(loop_config)
     worker.restore()
     cfg = worker.cfg

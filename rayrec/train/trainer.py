@@ -150,6 +150,7 @@ def fit(
             "data_uri": dataset.uri,
             "rows": rows,
             "output": output,
+            "verbose": logs.is_verbose(),  # the workers' own INFO lines (rayrec.logs)
         },
         scaling_config=ScalingConfig(
             num_workers=cfg.run.num_workers,
