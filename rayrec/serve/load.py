@@ -43,14 +43,14 @@ from rayrec.encode.store import META
 from rayrec.errors import CliError
 from rayrec.models.base import ALL_PHASES, ModelSpec
 from rayrec.models.registry import build_model, get_model_spec
-from rayrec.train.checkpoint import WEIGHTS_FILE
+from rayrec.train.checkpoint import WEIGHTS_FILE, read_results
 from rayrec.train.cli import config_errors
 from rayrec.train.collate import Collator
 from rayrec.train.config import TrainConfig
 from rayrec.train.engine import to_device
 from rayrec.train.loop import EVAL_SEED_OFFSET, data_info, token_info
 from rayrec.train.reviews import load_review_index
-from rayrec.train.trainer import RESULTS_FILE, ensure_ray
+from rayrec.train.trainer import ensure_ray
 
 SCORED_TASKS = ("rating", "ranking")  # U-BERT pre-training scores no user-item pairs
 TASKS_PER_ACTOR = 4  # blocks per actor: the pool balances uneven blocks
@@ -75,14 +75,6 @@ class ServedRun:
     @property
     def spec(self) -> ModelSpec:
         return get_model_spec(self.config["model"]["name"])
-
-
-def read_results(run_dir: str) -> dict[str, Any]:
-    """``RUN_DIR/results.json``, or a :class:`CliError` saying why there is none."""
-    uri = storage.join(run_dir, RESULTS_FILE)
-    if not storage.exists(uri):
-        raise CliError(f"{run_dir}: not a finished run (no {RESULTS_FILE})")
-    return storage.read_json(uri)
 
 
 def check_data(results: dict[str, Any], data: str | None) -> PreparedDataset:

@@ -34,9 +34,11 @@ from deepspeed.utils.tensor_fragment import fragment_address
 from safetensors.torch import save_file
 
 from rayrec.data import storage
+from rayrec.errors import CliError
 
 STATE_FILE = "state.json"
 WEIGHTS_FILE = "model.safetensors"
+RESULTS_FILE = "results.json"  # a finished run's results (rayrec.train.trainer.fit)
 
 # Non-tensor types found in DeepSpeed 0.19 checkpoints of the engines rayrec builds
 # (ZeRO 0-3, fp32 / bf16, a torch AdamW and LambdaLR): the ZeRO stage enum, the loss scaler
@@ -74,3 +76,11 @@ def export_weights(state_dict: Mapping[str, torch.Tensor], uri: str) -> None:
         save_file(tensors, str(path))
         fs, remote = storage.filesystem(uri)
         fs.put(str(path), remote)
+
+
+def read_results(run_dir: str) -> dict[str, Any]:
+    """``RUN_DIR/results.json``, or a :class:`CliError` saying why there is none."""
+    uri = storage.join(run_dir, RESULTS_FILE)
+    if not storage.exists(uri):
+        raise CliError(f"{run_dir}: not a finished run (no {RESULTS_FILE})")
+    return storage.read_json(uri)

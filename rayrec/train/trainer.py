@@ -41,12 +41,12 @@ from rayrec.data import storage
 from rayrec.data.prepared import MANIFEST, PreparedDataset
 from rayrec.encode.plan import attach_store
 from rayrec.models.registry import get_model_spec
+from rayrec.train.checkpoint import RESULTS_FILE
 from rayrec.train.config import TrainConfig
 from rayrec.train.datasets import train_rows
 from rayrec.train.loop import FAULT_FILE, FINAL_FILE, train_loop_per_worker
 from rayrec.train.warm_start import check_init_from
 
-RESULTS_FILE = "results.json"
 STORAGE_ENV = "RAYREC_STORAGE"
 DEFAULT_STORAGE = "~/rayrec/runs"
 

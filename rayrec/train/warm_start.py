@@ -23,21 +23,19 @@ from safetensors.torch import load_file
 
 from rayrec.data import storage
 from rayrec.errors import CliError
-from rayrec.train.checkpoint import WEIGHTS_FILE
+from rayrec.train.checkpoint import WEIGHTS_FILE, read_results
 
 if TYPE_CHECKING:
     from torch import nn
-
-RESULTS_FILE = "results.json"  # rayrec.train.trainer writes it (which imports this module)
 
 
 def check_init_from(run: str, manifest_sha256: str) -> dict[str, str]:
     """Refuse (:class:`~rayrec.errors.CliError`, one line) a ``train.init_from`` that is not
     a finished run of this dataset; returns what the run was: ``{"model", "uri"}``."""
-    results_file = storage.join(run, RESULTS_FILE)
-    if not storage.exists(results_file):
-        raise CliError(f"train.init_from {run}: not a finished run (no {RESULTS_FILE})")
-    results = storage.read_json(results_file)
+    try:
+        results = read_results(run)
+    except CliError as err:
+        raise CliError(f"train.init_from {err}") from None
     trained_on = results.get("data", {}).get("manifest_sha256")
     if trained_on != manifest_sha256:
         raise CliError(
