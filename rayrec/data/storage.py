@@ -134,6 +134,14 @@ def write_json(uri: str, obj: Any) -> None:
     tmp.replace(path)
 
 
+def put_file(local: Path, uri: str) -> None:
+    """Copy the local file ``local`` to ``uri`` (a local path: its directory is created)."""
+    fs, path = filesystem(uri)
+    if not is_remote(uri):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fs.put_file(str(local), path)
+
+
 def makedirs(uri: str) -> None:
     fs, path = filesystem(uri)
     fs.makedirs(path, exist_ok=True)

@@ -108,10 +108,14 @@ class FaultSection(_Strict):
     checkpoint): SIGKILL worker ``rank`` right after epoch ``kill_after_epoch`` is
     checkpointed, or right after its micro step ``kill_at_step`` (counted over the whole run,
     from 1: mid-epoch when it is not a multiple of the steps per epoch; the restarted attempt
-    resumes from the last checkpoint and trains that epoch again from its first step)."""
+    resumes from the last checkpoint and trains that epoch again from its first step), or in
+    the middle of the upload of epoch ``kill_during_upload``'s checkpoint (the first half of
+    the rank's checkpoint files are in storage, the others never arrive, and the report of
+    that checkpoint is never made: :meth:`rayrec.train.loop.Worker.interrupted_upload`)."""
 
     kill_after_epoch: int | None = Field(None, ge=0)
     kill_at_step: int | None = Field(None, ge=1)
+    kill_during_upload: int | None = Field(None, ge=0)
     rank: int = Field(0, ge=0)
 
 

@@ -12,6 +12,12 @@ there is one (epoch and step counters continue), then per epoch:
 3. every rank saves its part of the checkpoint and calls ``ray.train.report(metrics,
    checkpoint)`` (Ray merges the ranks' files into one directory ``epoch_NNNN``).
 
+A checkpoint counts (a resumed attempt continues from it, the best one is tested) only once
+Ray Train's controller has registered it, which it does when every rank's report has arrived,
+and a rank reports only after its upload has finished. A directory that a worker killed in
+the middle of its upload left half-written in storage is never registered, so never resumed
+from (``fault.kill_during_upload``; ``tests/train/test_resume_s3.py``).
+
 Rank 0 also writes TensorBoard scalars into ``<run dir>/tensorboard/`` (per epoch, and the
 running loss every ``train.log_every`` steps: :mod:`rayrec.report.tensorboard`).
 
@@ -24,6 +30,7 @@ last checkpointed report only). Every rank reports the same number of times.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import signal
@@ -31,7 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import ray.train
@@ -251,6 +258,15 @@ class Worker:
         """Save this rank's part of the checkpoint and report it (every rank)."""
         self.state["epoch"] = epoch + 1
         self.state["history"].append(metrics)
+        name = f"epoch_{epoch:04d}"
+        upload = None
+        if self.cfg.fault.kill_during_upload == epoch and self.fault_armed():
+            # the checkpoints reported so far are committed first (the wait cannot run inside
+            # the upload: this report is already counted there): only this one is cut short
+            ray.train.get_all_reported_checkpoints(
+                consistency_mode=CheckpointConsistencyMode.COMMITTED
+            )
+            upload = functools.partial(self.interrupted_upload, epoch)
         with tempfile.TemporaryDirectory() as tmp:
             directory = Path(tmp)
             self.engine.save(directory)
@@ -259,25 +275,66 @@ class Worker:
             ray.train.report(
                 metrics,
                 checkpoint=ray.train.Checkpoint.from_directory(tmp),
-                checkpoint_dir_name=f"epoch_{epoch:04d}",
+                checkpoint_dir_name=name,
+                checkpoint_upload_fn=upload,  # None: Ray's own upload (pyarrow copy_files)
             )
         if self.cfg.fault.kill_after_epoch == epoch:
-            self.inject_fault(epoch, checkpoint=f"epoch_{epoch:04d}")
+            self.inject_fault(epoch, checkpoint=name)
+
+    def fault_armed(self) -> bool:
+        """Whether ``cfg.fault`` kills this worker: it is the fault's rank, on the run's first
+        attempt (no checkpoint restored) and nobody was killed yet (no ``fault_injected.json``:
+        a kill before any checkpoint leaves none to restore)."""
+        if self.cfg.fault.rank != self.rank or self.resumed_at is not None:
+            return False
+        return not storage.exists(storage.join(self.run["output"], FAULT_FILE))
 
     def inject_fault(self, epoch: int, checkpoint: str | None) -> None:
-        """``cfg.fault``'s SIGKILL of this worker (if it is the fault's rank, on the first
-        attempt), after recording it in ``fault_injected.json``; ``checkpoint``: the one just
-        committed (None: killed mid-epoch, after step ``state["step"]``)."""
-        record_uri = storage.join(self.run["output"], FAULT_FILE)
-        if self.cfg.fault.rank != self.rank or self.resumed_at is not None:
-            return
-        if storage.exists(record_uri):  # killed once already (before any checkpoint)
+        """``cfg.fault``'s SIGKILL of this worker (if :meth:`fault_armed`), after recording it
+        in ``fault_injected.json``; ``checkpoint``: the one just committed (None: killed
+        mid-epoch, after step ``state["step"]``)."""
+        if not self.fault_armed():
             return
         # wait until the controller has registered the checkpoints reported so far: a report
         # is processed asynchronously, and a worker killed soon after it may lose it (the
         # restarted attempt would then start over, not resume)
         ray.train.get_all_reported_checkpoints(consistency_mode=CheckpointConsistencyMode.COMMITTED)
         where = f"after epoch {epoch}" if checkpoint else f"at step {self.state['step']}"
+        self.kill(where, epoch, checkpoint)
+
+    def interrupted_upload(
+        self, epoch: int, checkpoint: ray.train.Checkpoint, name: str
+    ) -> ray.train.Checkpoint:
+        """``cfg.fault.kill_during_upload``: the ``checkpoint_upload_fn`` of ``ray.train.report``
+        that dies half-way. The first half of this rank's checkpoint files (by path; at least
+        one, never all) are copied into the checkpoint directory ``name`` of the run's storage,
+        then the worker is SIGKILLed: the storage holds a part of the checkpoint, as a kill in
+        the middle of Ray's file-by-file copy leaves it, and the report of the checkpoint is
+        never made (Ray Train counts a checkpoint once every rank's report arrived)."""
+        local = Path(checkpoint.path)
+        files = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
+        uploaded = files[: max(1, len(files) // 2)] if len(files) > 1 else []
+        destination = storage.join(self.run["output"], name)
+        for relative in uploaded:
+            storage.put_file(local / relative, storage.join(destination, *relative.split("/")))
+        interrupted = {
+            "checkpoint": name,
+            "uploaded": uploaded,
+            "not_uploaded": files[len(uploaded) :],
+        }
+        self.kill(
+            f"uploading {name} ({len(uploaded)} of {len(files)} files)", epoch, None, interrupted
+        )
+        raise AssertionError("unreachable: the worker was killed")
+
+    def kill(
+        self,
+        where: str,
+        epoch: int,
+        checkpoint: str | None,
+        interrupted_upload: dict[str, Any] | None = None,
+    ) -> NoReturn:
+        """Record the fault in ``fault_injected.json``, then SIGKILL this worker."""
         self.log(f"fault injection: killing rank {self.rank} {where}")
         record = {
             "rank": self.rank,
@@ -285,11 +342,13 @@ class Worker:
             "epoch": epoch,
             "step": self.state["step"],
             "checkpoint": checkpoint,
+            "interrupted_upload": interrupted_upload,
             "node_id": self.node_id,
             "pid": os.getpid(),
         }
-        storage.write_json(record_uri, record)
+        storage.write_json(storage.join(self.run["output"], FAULT_FILE), record)
         os.kill(os.getpid(), signal.SIGKILL)
+        raise AssertionError("unreachable: SIGKILL")
 
     def worker_nodes(self) -> list[str]:
         """The Ray node id of every rank (a collective: every rank calls it)."""
