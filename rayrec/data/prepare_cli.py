@@ -39,6 +39,8 @@ def config_from_args(args: argparse.Namespace) -> PrepareConfig:
     if args.source and not args.out:
         raise CliError("--out is required with --source (a local directory or s3:// URI)")
     out = args.out or DEFAULT_OUT
+    if problem := storage.bucket_problem(out):
+        raise CliError(f"--out {out}: {problem}")
     if args.overwrite:
         try:
             storage.check_deletable(out)

@@ -187,7 +187,10 @@ def allowed_businesses(
 
 
 def check_source(source: Source) -> None:
-    """Fail early, in the driver, on a missing, empty or unreadable source file."""
+    """Fail early, in the driver, on a missing, empty or unreadable source file (an s3://
+    file of a missing bucket, or of a bucket S3 refuses these credentials, included)."""
+    if problem := storage.bucket_problem(source.uri):
+        raise SourceError(f"{source.uri}: {problem}")
     if not storage.exists(source.uri):
         raise SourceError(f"{source.uri}: no such file")
     if storage.size(source.uri) == 0:

@@ -105,6 +105,30 @@ def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
     return url_to_fs(uri)
 
 
+def bucket_problem(uri: str) -> str | None:
+    """Why the bucket of an ``s3://`` URI cannot be used: it does not exist, or S3 refuses
+    the request (wrong credentials, or credentials without permission on the bucket); None
+    for a local path or a bucket these credentials reach. One HEAD request, made by the
+    commands before they start work that would fail on it later (a Ray Train run on a
+    missing bucket ends in a traceback from its storage setup)."""
+    if not uri.startswith("s3://"):
+        return None
+    fs, path = filesystem(uri)
+    name = path.split("/", 1)[0]
+    try:
+        fs.info(name)
+    except FileNotFoundError:
+        return f"bucket {name!r} does not exist"
+    except PermissionError as err:
+        return (
+            f"S3 refuses access to bucket {name!r} ({err}): check the credentials "
+            "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) and their permissions on the bucket"
+        )
+    except Exception as err:  # noqa: BLE001 - an unreachable endpoint, a malformed name...
+        return f"bucket {name!r} is not reachable ({type(err).__name__}: {err})"
+    return None
+
+
 def exists(uri: str) -> bool:
     fs, path = filesystem(uri)
     return fs.exists(path)

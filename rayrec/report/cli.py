@@ -13,7 +13,10 @@ from rayrec.data import storage
 from rayrec.errors import CliError
 from rayrec.report.run_report import RESULTS_FILE, write_run_report
 from rayrec.report.sweep_report import write_sweep_report
+from rayrec.train.checkpoint import read_results
 from rayrec.tune.sweep import SWEEP_FILE
+
+REPORT_READS = ("model", "history", "data.uri")  # the entries of results.json it reads
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -22,6 +25,7 @@ def run_report(args: argparse.Namespace) -> int:
     if storage.exists(storage.join(directory, SWEEP_FILE)):
         files = write_sweep_report(directory)
     elif storage.exists(storage.join(directory, RESULTS_FILE)):
+        read_results(directory, REPORT_READS)  # damaged or incomplete: one line
         report = write_run_report(directory, max_rows=args.max_rows)
         files = report.files
         for what, why in report.missing.items():

@@ -37,8 +37,8 @@ def run_predict(args: argparse.Namespace) -> int:
     if served.spec.task == "rating":
         errors = rating_errors(table)
         line = f"  {args.split} mse {errors['mse']:.6f} mae {errors['mae']:.6f}"
-        if args.split == "test":
-            test = results["test"]
+        test = results.get("test", {})
+        if args.split == "test" and {"mse", "mae"} <= test.keys():
             line += f" (results.json: test mse {test['mse']:.6f} mae {test['mae']:.6f}"
             if limit := served.cfg.train.max_eval_batches:
                 line += f", on part of the split: max_eval_batches={limit} per worker"

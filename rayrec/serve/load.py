@@ -52,6 +52,8 @@ from rayrec.train.loop import EVAL_SEED_OFFSET, data_info, token_info
 from rayrec.train.reviews import load_review_index
 from rayrec.train.trainer import ensure_ray
 
+# the entries of results.json serving reads (a damaged or incomplete one: one line)
+SERVE_READS = ("config", "data.uri", "data.manifest_sha256")
 SCORED_TASKS = ("rating", "ranking")  # U-BERT pre-training scores no user-item pairs
 TASKS_PER_ACTOR = 4  # blocks per actor: the pool balances uneven blocks
 DATA_CPUS = 1.0  # left to Ray Data's read and write tasks beside the actor pool
@@ -153,7 +155,7 @@ def open_run(
     problem a user can fix is a :class:`CliError`, raised before Ray starts; then it starts
     or joins Ray (a vanished review-state store is rebuilt)."""
     run_dir = run_dir.rstrip("/")
-    results = read_results(run_dir)
+    results = read_results(run_dir, SERVE_READS)
     cfg = load_run_config(run_dir, results, use_gpu)
     spec = get_model_spec(cfg.model.name)
     if spec.task not in SCORED_TASKS:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +78,31 @@ def export_weights(state_dict: Mapping[str, torch.Tensor], uri: str) -> None:
         fs.put(str(path), remote)
 
 
-def read_results(run_dir: str) -> dict[str, Any]:
-    """``RUN_DIR/results.json``, or a :class:`CliError` saying why there is none."""
+def read_results(run_dir: str, required: Sequence[str] = ()) -> dict[str, Any]:
+    """``RUN_DIR/results.json``, or a :class:`CliError` (one line) saying why there is none or
+    why it is not a run's results: not readable, not JSON (damaged, or cut short by a failed
+    copy), not an object, or without an entry of ``required`` (dotted: ``data.uri``), the
+    entries the caller reads."""
     uri = storage.join(run_dir, RESULTS_FILE)
-    if not storage.exists(uri):
-        raise CliError(f"{run_dir}: not a finished run (no {RESULTS_FILE})")
-    return storage.read_json(uri)
+    try:
+        if not storage.exists(uri):
+            raise CliError(f"{run_dir}: not a finished run (no {RESULTS_FILE})")
+        results = storage.read_json(uri)
+    except ValueError as err:  # json.JSONDecodeError, UnicodeDecodeError
+        raise CliError(f"{uri}: not a run's results (not JSON: {err})") from None
+    except OSError as err:
+        raise CliError(f"{uri}: not readable ({type(err).__name__}: {err})") from None
+    if not isinstance(results, dict):
+        raise CliError(f"{uri}: not a run's results (a JSON {type(results).__name__})")
+    missing = [key for key in required if not _has_entry(results, key.split("."))]
+    if missing:
+        raise CliError(f"{uri}: not a run's results (incomplete: no {', '.join(missing)})")
+    return results
+
+
+def _has_entry(tree: Any, path: list[str]) -> bool:
+    for part in path:
+        if not isinstance(tree, dict) or part not in tree:
+            return False
+        tree = tree[part]
+    return True

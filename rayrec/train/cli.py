@@ -25,7 +25,7 @@ from rayrec.data.prepared import MANIFEST, PreparedDataset
 from rayrec.errors import CliError
 from rayrec.train.config import TrainConfig, load_config
 from rayrec.train.corpus import EMBEDDED_SETTINGS, default_dataset
-from rayrec.train.trainer import ensure_ray, fit, run_name, run_storage
+from rayrec.train.trainer import STORAGE_ENV, ensure_ray, fit, run_name, run_storage
 
 
 def flag_overrides(args: argparse.Namespace) -> list[str]:
@@ -103,6 +103,13 @@ def check_run_name(cfg: TrainConfig, resume: bool | str) -> bool:
     return bool(resume)
 
 
+def check_storage(root: str, flag: str = "--storage") -> None:
+    """Refuse run storage on an s3:// bucket that does not exist or that S3 refuses these
+    credentials (one line, before Ray starts; Ray Train would fail in its storage setup)."""
+    if problem := storage.bucket_problem(root):
+        raise CliError(f"{flag} {root}: {problem}")
+
+
 def check_data(uri: str | None, flag: str = "--data") -> PreparedDataset | None:
     """The prepared dataset at ``uri`` (None when none is given), or one :class:`CliError`
     line saying why it is not one: a missing path, a directory without a manifest (not
@@ -141,6 +148,7 @@ def print_results(results: dict) -> None:
 def run_train(args: argparse.Namespace) -> int:
     """Entry point of ``rayrec train``."""
     cfg = config_from_args(args)
+    check_storage(run_storage(cfg), "--storage" if cfg.run.storage else f"${STORAGE_ENV}")
     if check_run_name(cfg, args.resume):
         print(f"resuming run {cfg.run.name!r} from its latest checkpoint", flush=True)
     if uses_embedded_corpus(args):

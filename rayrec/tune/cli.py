@@ -19,10 +19,10 @@ import time
 from rayrec.data import storage
 from rayrec.errors import CliError
 from rayrec.models.registry import get_model_spec
-from rayrec.train.cli import check_data, config_errors, refuse_credential_uris
+from rayrec.train.cli import check_data, check_storage, config_errors, refuse_credential_uris
 from rayrec.train.config import TrainConfig, load_config
 from rayrec.train.corpus import default_dataset
-from rayrec.train.trainer import default_storage, ensure_ray
+from rayrec.train.trainer import STORAGE_ENV, default_storage, ensure_ray
 from rayrec.tune import sweep
 from rayrec.tune.space import (
     SearchSpace,
@@ -115,6 +115,7 @@ def print_result(result: sweep.SweepResult, metric: str) -> None:
 def run_tune(args: argparse.Namespace) -> int:
     """Entry point of ``rayrec tune``."""
     root = storage.absolute(args.storage or default_storage())
+    check_storage(root, "--storage" if args.storage else f"${STORAGE_ENV}")
     if args.resume == sweep.AUTO:
         if not args.name:
             raise CliError("--resume auto needs --name (the sweep to resume or start)")
