@@ -101,6 +101,17 @@ class EngineSection(_Strict):
     kind: Literal["deepspeed", "ddp"] = "deepspeed"
     zero_stage: int = Field(0, ge=0, le=3)
     precision: Literal["fp32", "bf16"] = "fp32"
+    # further entries of DeepSpeed's zero_optimization section, passed as they are (DeepSpeed
+    # checks them), e.g. stage3_param_persistence_threshold: ZeRO-3 keeps parameters of at
+    # most that many elements (default 1e5) whole on every rank; 0 partitions them all
+    zero_options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("zero_options")
+    @classmethod
+    def _no_stage(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if "stage" in value:
+            raise ValueError("the ZeRO stage is engine.zero_stage, not engine.zero_options.stage")
+        return value
 
 
 class FaultSection(_Strict):

@@ -67,6 +67,8 @@ class Engine(Protocol):
 
     def load(self, directory: Path) -> None: ...
 
+    def zero3_partitions(self) -> dict[str, dict[str, int]] | None: ...
+
     def full_state_dict(self) -> dict[str, torch.Tensor]: ...
 
 
@@ -125,7 +127,7 @@ def deepspeed_config(cfg: TrainConfig) -> dict[str, Any]:
         "train_micro_batch_size_per_gpu": cfg.train.batch_size,
         "gradient_accumulation_steps": cfg.train.grad_accum,
         "gradient_clipping": cfg.train.clip or 0.0,
-        "zero_optimization": {"stage": cfg.engine.zero_stage},
+        "zero_optimization": {"stage": cfg.engine.zero_stage, **cfg.engine.zero_options},
         "bf16": {"enabled": cfg.engine.precision == "bf16"},
         "zero_allow_untested_optimizer": True,
         "steps_per_print": 1 << 30,
@@ -182,6 +184,26 @@ class DeepSpeedEngine:
             path, _ = engine.load_checkpoint(str(directory), tag=phase)
             if path is None:
                 raise FileNotFoundError(f"{directory}: no DeepSpeed checkpoint {phase!r}")
+
+    def zero3_partitions(self) -> dict[str, dict[str, int]] | None:
+        """Under ZeRO-3, what this rank holds of every parameter, from DeepSpeed's parameter
+        attributes and API: ``numel`` (the whole parameter, ``ds_numel``), ``persistent`` (1:
+        kept whole on every rank, ``ds_persist``: at most ``stage3_param_persistence_threshold``
+        elements; 0: partitioned), ``partition`` (the elements of this rank's fp32 partition,
+        ``deepspeed.utils.safe_get_local_fp32_param``) and ``held`` (the elements the
+        parameter holds on this rank now: 0 once ZeRO-3 has released it). None under stages
+        0-2."""
+        if not self.engines[self.phases[0]].zero_optimization_partition_weights():
+            return None
+        return {
+            name: {
+                "numel": int(param.ds_numel),
+                "persistent": int(bool(param.ds_persist)),
+                "partition": int(deepspeed.utils.safe_get_local_fp32_param(param).numel()),
+                "held": int(param.numel()),
+            }
+            for name, param in self.module.named_parameters()
+        }
 
     def full_state_dict(self) -> dict[str, torch.Tensor]:
         """The whole module's weights on every rank (ZeRO-3 gathers its partitions)."""
@@ -261,6 +283,10 @@ class DDPEngine:
             self.optimizers[p].load_state_dict(state["optimizers"][p])
             self.schedulers[p].load_state_dict(state["schedulers"][p])
         self.micro = dict(state["micro"])
+
+    def zero3_partitions(self) -> dict[str, dict[str, int]] | None:
+        """None: DDP keeps every parameter whole on every rank."""
+        return None
 
     def full_state_dict(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().float().cpu().clone() for k, v in self.module.state_dict().items()}

@@ -372,11 +372,15 @@ class Worker:
         }
         if "test" in self.eval_tables:
             final |= {f"test_{k}": v for k, v in self.evaluate("test").items()}
+        # ZeRO-3: what this rank holds of every parameter before the export gathers them
+        # (results.json: rank 0's)
+        partitions = self.engine.zero3_partitions()
         if self.cfg.run.export_weights:
             weights = self.engine.full_state_dict()  # collective under ZeRO-3
             if self.rank == 0:
                 export_weights(weights, storage.join(self.run["output"], WEIGHTS_FILE))
         self.log("best checkpoint: " + ", ".join(f"{k} {v:.4g}" for k, v in final.items()))
+        final["zero3_partitions"] = partitions
         return final
 
 

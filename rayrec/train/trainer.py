@@ -187,6 +187,9 @@ def fit(
         "epochs_run": final.get("epoch", -1) + 1,
         "resumed_at_epoch": final.get("resumed_at_epoch"),
         "worker_nodes": final.get("worker_nodes"),
+        # ZeRO-3: what rank 0 held of each parameter before the export (numel, persistent,
+        # partition, held: DeepSpeedEngine.zero3_partitions); None under stages 0-2 and DDP
+        "zero3_partitions": final.get("zero3_partitions"),
         # cfg.fault's SIGKILL, as the killed worker recorded it (tests): rank, node, epoch, step
         "fault_injected": storage.read_json(fault) if storage.exists(fault) else None,
         "steps": final.get("step"),
