@@ -10,9 +10,9 @@ On the same prepared data (real Musical Instruments), side by side:
 1. encoder tokens per training example, from the pairs table and the review lengths (no model):
    per slot (every document slot encoded), unique (each distinct review of a random batch
    once) and grouped (the same with ``train.group_batches=item``);
-2. ``rayrec encode`` (the Ray Data actor pool) building SIFN's store from scratch against a
-   plain PyTorch loop of the same frozen MiniLM, threads and batching over a random sample of
-   the same reviews (reviews/s each);
+2. ``rayrec encode`` (the Ray Data actor pool, start-up included) building SIFN's store from
+   scratch against a plain PyTorch loop of the same frozen MiniLM and batching over the same
+   reviews on all cores (reviews/s each);
 3. SIFN (paper preset: frozen MiniLM, M = 6, 64 tokens): an epoch reading the store against
    today's per-step encoding (``data.review_store=off``), the latter timed over a few steps and
    scaled to the epoch's steps (an epoch of per-step encoding is most of an hour here);
@@ -39,7 +39,13 @@ import pyarrow.parquet as pq
 import torch
 
 from rayrec.encode.backbone import load_backbone
-from rayrec.encode.build import EncodeRequest, ensure_store, review_tokens, training_reviews
+from rayrec.encode.build import (
+    BATCH_REVIEWS,
+    EncodeRequest,
+    ensure_store,
+    review_tokens,
+    training_reviews,
+)
 from rayrec.train.config import load_config
 from rayrec.train.grouping import grouped_order
 from rayrec.train.reviews import load_review_index
@@ -82,17 +88,20 @@ def tokens_per_example(data: str, m: int, length: int, batch: int, seed: int = 0
 
 @torch.inference_mode()
 def plain_reviews_per_s(data: str, length: int, sample: int, threads: int) -> float:
-    """A plain PyTorch loop: frozen MiniLM over a random sample of the training reviews,
-    length-sorted batches of 64, ``threads`` intra-op threads."""
+    """A plain PyTorch loop in this process: frozen MiniLM over the training reviews (a random
+    sample of ``sample`` of them if ``sample``), length-sorted batches of ``BATCH_REVIEWS`` as
+    ``rayrec encode`` batches them, ``threads`` intra-op threads; the states are not kept
+    (the store also converts and writes them), the model's loading is not timed."""
     torch.set_num_threads(threads)
     ids = training_reviews(data)
-    ids = np.sort(np.random.default_rng(0).choice(ids, min(sample, len(ids)), replace=False))
+    if sample:
+        ids = np.sort(np.random.default_rng(0).choice(ids, min(sample, len(ids)), replace=False))
     tokens = review_tokens(data, ids, length)
     bert = load_backbone("minilm")
     started = time.perf_counter()
     order = np.argsort([len(t) for t in tokens], kind="stable")
-    for start in range(0, len(order), 64):
-        batch = [tokens[r] for r in order[start : start + 64]]
+    for start in range(0, len(order), BATCH_REVIEWS):
+        batch = [tokens[r] for r in order[start : start + BATCH_REVIEWS]]
         width = max(len(t) for t in batch)
         input_ids = torch.zeros(len(batch), width, dtype=torch.long)
         mask = torch.zeros(len(batch), width, dtype=torch.long)
@@ -211,7 +220,9 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--naive-steps", type=int, default=6, help="SIFN per-step encoding")
     parser.add_argument("--ubert-steps", type=int, default=8, help="U-BERT throughput probes")
-    parser.add_argument("--plain-sample", type=int, default=1024, help="reviews, plain loop")
+    parser.add_argument(
+        "--plain-sample", type=int, default=0, help="plain loop: reviews (0: all of the store's)"
+    )
     parser.add_argument("--budget-s", type=float, default=0.0, help="U-BERT equal-time runs")
     args = parser.parse_args()
     ensure_ray()
