@@ -2,8 +2,8 @@
 run's ``results.json`` or with S3 (``test_cli_errors.py`` has the other user errors):
 
 * a ``results.json`` cut short (half of it: a failed copy), one that is JSON but not an
-  object, and one without the entries the command reads, given to ``rayrec report RUN`` and
-  ``rayrec predict RUN``;
+  object, and one without the entries the command reads, given to ``rayrec report RUN``,
+  ``rayrec predict RUN`` and ``rayrec recommend RUN``;
 * S3 that cannot be used, on the moto server: a bucket that does not exist, for ``rayrec
   train --storage`` (also with ``--resume``), ``rayrec tune --storage``, ``rayrec prepare
   --source`` and ``--out``; and, with moto's IAM checks
@@ -75,9 +75,9 @@ def test_damaged_results_json_for_report_and_predict(
         report_why, predict_why = expected[name]
         if report_why is not None:
             one_error_line(capsys, ["report", str(fake_run)], str(results), report_why)
-        one_error_line(
-            capsys, ["predict", str(fake_run), f"--out={tmp_path / 'p'}"], str(results), predict_why
-        )
+        for command in ("predict", "recommend"):  # both read the run through open_run
+            out = f"--out={tmp_path / command}"
+            one_error_line(capsys, [command, str(fake_run), out], str(results), predict_why)
 
 
 @pytest.mark.usefixtures("no_ray", "no_ray_init")

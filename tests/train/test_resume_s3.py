@@ -10,7 +10,9 @@ never killed (history without wall-clock fields, test and best validation metric
 
 * ``fault.kill_during_upload=1``: rank 0 dies in the middle of the upload of ``epoch_0001``:
   the first half of its checkpoint files are in the bucket, the others are not, and the
-  checkpoint is never reported. The resumed run must continue from ``epoch_0000`` (the last
+  checkpoint is never reported. (Rank 1 has usually uploaded and reported its ZeRO shard by
+  then: the bucket can hold every DeepSpeed file of ``epoch_0001``, with rank 0's
+  ``state.json`` missing.) The resumed run must continue from ``epoch_0000`` (the last
   checkpoint Ray Train registered), not from the half-written directory, and train epoch 1
   again; its upload then completes the directory.
 * ``fault.kill_at_step=3``: rank 0 dies in the middle of epoch 1 (after ``epoch_0000`` is
