@@ -12,7 +12,7 @@ On the same prepared data (real Musical Instruments), side by side:
    once) and grouped (the same with ``train.group_batches=item``);
 2. ``rayrec encode`` (the Ray Data actor pool, start-up included) building SIFN's store from
    scratch against a plain PyTorch loop of the same frozen MiniLM and batching over the same
-   reviews on all cores (reviews/s each);
+   reviews on all cores, run first, before Ray starts (reviews/s each);
 3. SIFN (paper preset: frozen MiniLM, M = 6, 64 tokens): an epoch reading the store against
    today's per-step encoding (``data.review_store=off``), the latter timed over a few steps and
    scaled to the epoch's steps (an epoch of per-step encoding is most of an hour here);
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -126,11 +127,11 @@ def run(model: str, data: str, storage: str, name: str, overrides: list[str]) ->
     return fit(cfg, data)
 
 
-def measure_encode(args: argparse.Namespace, root: str, cpus: int) -> dict[str, Any]:
-    """``rayrec encode`` building SIFN's store from scratch against the plain loop."""
-    store, info = ensure_store(EncodeRequest(args.data, "minilm", 64, layer=6, root=root))
+def measure_encode(root: str, data: str, plain: float) -> dict[str, Any]:
+    """``rayrec encode`` building SIFN's store from scratch against the plain loop's
+    ``plain`` reviews/s."""
+    store, info = ensure_store(EncodeRequest(data, "minilm", 64, layer=6, root=root))
     encode = store.meta["reviews"] / info["seconds"]
-    plain = plain_reviews_per_s(args.data, 64, args.plain_sample, cpus)
     return {
         "store_build_s": info["seconds"],
         "encode_reviews_per_s": encode,
@@ -225,17 +226,23 @@ def main() -> None:
     )
     parser.add_argument("--budget-s", type=float, default=0.0, help="U-BERT equal-time runs")
     args = parser.parse_args()
+    cpus = os.cpu_count() or 1
+    # the plain loop first, on a machine without Ray (its daemons cost a 2-core machine some
+    # of a core), on all of its cores
+    if "encode" in args.parts:
+        plain = plain_reviews_per_s(args.data, 64, args.plain_sample, cpus)
     ensure_ray()
     import ray
 
-    cpus = int(ray.cluster_resources()["CPU"])
+    if int(ray.cluster_resources()["CPU"]) != cpus:
+        raise SystemExit(f"Ray sees {ray.cluster_resources()['CPU']} CPUs, this machine {cpus}")
     figures: dict[str, Any] = {"data": args.data, "cpus": cpus}
     tokens = tokens_per_example(args.data, m=6, length=64, batch=32)
     figures |= {f"tokens_per_example_{k}": v for k, v in tokens.items()}
     with tempfile.TemporaryDirectory() as tmp:
         root = str(Path(tmp) / "stores")  # a fresh store: its build is measured
         if "encode" in args.parts:
-            figures |= measure_encode(args, root, cpus)
+            figures |= measure_encode(root, args.data, plain)
         if "sifn" in args.parts:
             figures |= measure_sifn(args, root, tmp)
         if "ubert" in args.parts:
