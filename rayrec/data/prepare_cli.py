@@ -39,13 +39,13 @@ def config_from_args(args: argparse.Namespace) -> PrepareConfig:
     if args.source and not args.out:
         raise CliError("--out is required with --source (a local directory or s3:// URI)")
     out = args.out or DEFAULT_OUT
-    if problem := storage.bucket_problem(out):
-        raise CliError(f"--out {out}: {problem}")
-    if args.overwrite:
+    if args.overwrite:  # the deletion guard first: it needs no request to S3
         try:
             storage.check_deletable(out)
         except storage.UnsafeURI as err:
             raise CliError(f"--overwrite: {err}") from None
+    if problem := storage.bucket_problem(out):
+        raise CliError(f"--out {out}: {problem}")
     sources = args.source or [DEFAULT_SYNTHETIC.format(out=out.rstrip("/"))]
     try:
         return PrepareConfig(

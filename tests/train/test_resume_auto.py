@@ -24,13 +24,17 @@ import json
 from pathlib import Path
 
 import pytest
+from run_outcome import outcome
 from safetensors.torch import load_file
 
 from rayrec.cli import main
 
 pytestmark = [pytest.mark.usefixtures("ray_cluster"), pytest.mark.slow]
 
-TIMING = ("train_seconds", "samples_per_s")  # wall-clock fields of an epoch's metrics
+
+def results_at(run_dir: Path) -> dict:
+    """The ``results.json`` of a finished run."""
+    return json.loads((run_dir / "results.json").read_text())
 
 
 def command(data: Path, storage: Path, name: str = "retried", *extra: str) -> list[str]:
@@ -43,19 +47,6 @@ def command(data: Path, storage: Path, name: str = "retried", *extra: str) -> li
         *("--set=data.reviews_per_doc=2", "--set=run.max_failures=0"),
         *extra,
     ]
-
-
-def outcome(run_dir: Path) -> dict:
-    """What a run computed: its results without wall-clock times, names and the config."""
-    results = json.loads((run_dir / "results.json").read_text())
-    history = [{k: v for k, v in m.items() if k not in TIMING} for m in results["history"]]
-    return {
-        "history": history,
-        "test": results["test"],
-        "best_epoch": results["best_epoch"],
-        "best_val": results["best_val"],
-        "steps": results["steps"],
-    }
 
 
 @pytest.mark.timeout(600)
@@ -80,7 +71,7 @@ def test_killed_mid_epoch_the_same_command_continues_as_if_never_killed(
     assert results["epochs_run"] == 2
 
     assert main(command(tiny_prepared, storage, "uninterrupted")) == 0
-    assert outcome(run_dir) == outcome(storage / "uninterrupted")
+    assert outcome(results_at(run_dir)) == outcome(results_at(storage / "uninterrupted"))
     resumed = load_file(run_dir / "model.safetensors")
     uninterrupted = load_file(storage / "uninterrupted" / "model.safetensors")
     assert resumed.keys() == uninterrupted.keys()
@@ -88,8 +79,9 @@ def test_killed_mid_epoch_the_same_command_continues_as_if_never_killed(
         assert tensor.equal(uninterrupted[key]), key
 
     assert main(command(tiny_prepared, storage, "seed1", "--set=train.seed=1")) == 0
-    other = outcome(storage / "seed1")
-    for epoch, same_seed in zip(other["history"], outcome(run_dir)["history"], strict=True):
+    other = outcome(results_at(storage / "seed1"))["history"]
+    same = outcome(results_at(run_dir))["history"]
+    for epoch, same_seed in zip(other, same, strict=True):
         assert epoch["train_loss"] != same_seed["train_loss"]
         assert epoch["val_mse"] != same_seed["val_mse"]
 

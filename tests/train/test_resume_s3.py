@@ -27,6 +27,7 @@ from typing import Any
 
 import fsspec
 import pytest
+from run_outcome import outcome
 from safetensors.torch import load as load_safetensors
 
 from rayrec.cli import main
@@ -35,7 +36,6 @@ pytestmark = [pytest.mark.usefixtures("ray_cluster"), pytest.mark.slow]
 
 BUCKET = "rayrec-resume"
 RUNS = f"s3://{BUCKET}/runs"
-TIMING = ("train_seconds", "samples_per_s")  # wall-clock fields of an epoch's metrics
 
 
 def command(data: Path, name: str, *extra: str) -> list[str]:
@@ -60,22 +60,9 @@ def results_of(name: str) -> dict[str, Any]:
     return json.loads(bucket().cat(f"{BUCKET}/runs/{name}/results.json"))
 
 
-def outcome(name: str) -> dict[str, Any]:
-    """What a run computed: its results without wall-clock times, names and the config."""
-    results = results_of(name)
-    history = [{k: v for k, v in m.items() if k not in TIMING} for m in results["history"]]
-    return {
-        "history": history,
-        "test": results["test"],
-        "best_epoch": results["best_epoch"],
-        "best_val": results["best_val"],
-        "steps": results["steps"],
-    }
-
-
 def assert_same_run(name: str, reference: str) -> None:
     """``name`` computed what ``reference`` did, its exported weights bit for bit."""
-    assert outcome(name) == outcome(reference)
+    assert outcome(results_of(name)) == outcome(results_of(reference))
     fs = bucket()
     weights = load_safetensors(fs.cat(f"{BUCKET}/runs/{name}/model.safetensors"))
     expected = load_safetensors(fs.cat(f"{BUCKET}/runs/{reference}/model.safetensors"))
