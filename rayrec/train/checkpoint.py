@@ -74,8 +74,7 @@ def export_weights(state_dict: Mapping[str, torch.Tensor], uri: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / WEIGHTS_FILE
         save_file(tensors, str(path))
-        fs, remote = storage.filesystem(uri)
-        fs.put(str(path), remote)
+        storage.put_file(path, uri)
 
 
 def read_results(run_dir: str, required: Sequence[str] = ()) -> dict[str, Any]:
