@@ -45,18 +45,29 @@ def lexicon_sha256() -> str:
     return digest.hexdigest()
 
 
-def opinion_spans(text: str, words: frozenset[str]) -> list[tuple[int, int]]:
-    """Character spans ``[start, end)`` of the whole words of ``text`` found in ``words``.
+def lexicon_word(word: str, words: frozenset[str]) -> str | None:
+    """``word`` if it is in ``words``, else ``word`` without trailing joiners ("great--" ->
+    "great") if that is, else None: punctuation glued to a word does not hide it."""
+    if word in words:
+        return word
+    stripped = word.rstrip("'+*-")
+    return stripped if stripped in words else None
 
-    A candidate that is not in the lexicon is tried again without trailing joiners
-    ("great--" -> "great"), so punctuation glued to a word does not hide it.
-    """
+
+def opinion_word_at(lower_text: str, start: int, words: frozenset[str]) -> int:
+    """Length of the lexicon word of the whole word starting at ``start`` of the lowercased
+    text, 0 if there is none."""
+    match = _WORD.match(lower_text, start)
+    found = lexicon_word(match.group(), words) if match else None
+    return len(found) if found else 0
+
+
+def opinion_spans(text: str, words: frozenset[str]) -> list[tuple[int, int]]:
+    """Character spans ``[start, end)`` of the whole words of ``text`` found in ``words``
+    (:func:`lexicon_word`)."""
     spans = []
     for match in _WORD.finditer(text.lower()):
-        word = match.group()
-        if word not in words:
-            word = word.rstrip("'+*-")
-            if word not in words:
-                continue
-        spans.append((match.start(), match.start() + len(word)))
+        word = lexicon_word(match.group(), words)
+        if word:
+            spans.append((match.start(), match.start() + len(word)))
     return spans

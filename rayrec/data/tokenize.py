@@ -6,8 +6,10 @@ the ``text`` column into
 
 * ``input_ids``: ``[CLS] word pieces [SEP]`` truncated to ``max_len``, unpadded (int32);
 * ``opinion_mask``: True on the word pieces that cover a whole word of the Hu and Liu opinion
-  lexicon (:mod:`rayrec.data.lexicon`), found on the text and mapped to word pieces through the
-  tokenizer's character offsets (a word split into several pieces marks all of them).
+  lexicon (:mod:`rayrec.data.lexicon`): a word split into several pieces marks all of them.
+  :func:`opinion_token_mask` defines it on the text (character spans mapped to pieces through
+  the tokenizer's offsets); :mod:`rayrec.data.opinion_pieces` computes the same mask from the
+  piece ids, vectorised over a batch, and is what the pipeline runs.
 
 Tokenizer sources are those of the BERT backbones
 (:func:`rayrec.models.encoders.tokenizer_source`): ``minilm`` (the uncased BERT vocabulary of
@@ -19,12 +21,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from tokenizers import Tokenizer
 
-from rayrec.data.lexicon import opinion_spans, opinion_words
+from rayrec.data.lexicon import opinion_words
+from rayrec.data.opinion_pieces import PieceLexicon
 
 
 def load_tokenizer(source: str) -> Any:
@@ -76,34 +81,54 @@ def opinion_token_mask(offsets: list[tuple[int, int]], spans: list[tuple[int, in
 
 
 class ReviewTokenizer:
-    """Ray Data callable class: ``text`` -> ``input_ids`` and ``opinion_mask`` columns."""
+    """Ray Data callable class: ``text`` -> ``input_ids`` and ``opinion_mask`` columns.
 
-    def __init__(self, tokenizer: str, max_len: int) -> None:
+    It calls the ``tokenizers`` backend of the fast tokenizer directly (``encode_batch``, Rust)
+    and finds the opinion words on the word-piece ids (:mod:`rayrec.data.opinion_pieces`), so
+    the Python work per review is a few microseconds. ``threads``: the Rust threads of one
+    ``encode_batch`` (None: the backend's default, every core); set before the first batch.
+    """
+
+    def __init__(self, tokenizer: str, max_len: int, threads: int | None = None) -> None:
+        if threads is not None:
+            os.environ["RAYON_NUM_THREADS"] = str(threads)
+            os.environ["TOKENIZERS_PARALLELISM"] = "true" if threads > 1 else "false"
         self.tokenizer = load_tokenizer(tokenizer)
         self.max_len = max_len
-        self.words = opinion_words()
+        self.backend = self._backend(truncate=True)
+        words = self._backend(truncate=False)
+        self.lexicon = PieceLexicon(
+            self.backend.get_vocab(),
+            lambda word: words.encode(word, add_special_tokens=False).ids,
+            opinion_words(),
+        )
+
+    def _backend(self, truncate: bool) -> Tokenizer:
+        backend = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
+        backend.no_padding()
+        if truncate:
+            backend.enable_truncation(self.max_len)
+        else:
+            backend.no_truncation()
+        return backend
+
+    def encode_flat(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(lengths, ids, mask)``: pieces per text, and the word-piece ids and opinion mask
+        of all texts, concatenated."""
+        encodings = self.backend.encode_batch(texts)
+        return self.lexicon.mask(encodings, texts, self.max_len)
 
     def encode(self, texts: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Word-piece ids and opinion masks of ``texts``."""
-        encoded = self.tokenizer(
-            texts,
-            max_length=self.max_len,
-            truncation=True,
-            return_offsets_mapping=True,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )
-        ids = [np.asarray(row, dtype=np.int32) for row in encoded["input_ids"]]
-        masks = [
-            opinion_token_mask(offsets, opinion_spans(text, self.words))
-            for text, offsets in zip(texts, encoded["offset_mapping"], strict=True)
-        ]
-        return ids, masks
+        """Word-piece ids and opinion masks of ``texts``, one array per text."""
+        lengths, ids, mask = self.encode_flat(texts)
+        cuts = np.cumsum(lengths)[:-1]
+        return np.split(ids, cuts), np.split(mask, cuts)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        ids, masks = self.encode(batch.column("text").to_pylist())
+        lengths, ids, mask = self.encode_flat(batch.column("text").to_pylist())
+        offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
         return (
             batch.drop_columns(["text"])
-            .append_column("input_ids", pa.array(ids, type=pa.list_(pa.int32())))
-            .append_column("opinion_mask", pa.array(masks, type=pa.list_(pa.bool_())))
+            .append_column("input_ids", pa.ListArray.from_arrays(offsets, pa.array(ids)))
+            .append_column("opinion_mask", pa.ListArray.from_arrays(offsets, pa.array(mask)))
         )

@@ -7,7 +7,9 @@ import pytest
 
 from rayrec.data.lexicon import opinion_spans, opinion_words
 from rayrec.data.prepared import PreparedDataset
-from rayrec.data.tokenize import ReviewTokenizer
+from rayrec.data.sources import Source, read_source
+from rayrec.data.tokenize import ReviewTokenizer, opinion_token_mask
+from tests.conftest import MUSICAL_INSTRUMENTS
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +36,72 @@ def test_every_piece_of_a_split_opinion_word_is_marked(tokenizer: ReviewTokenize
     word = [i for i, p in enumerate(pieces) if p in ("un", "##bel", "##ie", "##va", "##bly")]
     assert len(word) > 1 and mask[word].all()  # "unbelievably" is a negative-lexicon word
     assert mask[pieces.index("good")] and not mask[pieces.index("was")]
+
+
+def _span_masks(tokenizer: ReviewTokenizer, texts: list[str]) -> list[np.ndarray]:
+    """The definition: opinion words found on the text, mapped to pieces by their offsets."""
+    encoded = tokenizer.tokenizer(
+        texts, max_length=tokenizer.max_len, truncation=True, return_offsets_mapping=True
+    )
+    words = opinion_words()
+    return [
+        opinion_token_mask(offsets, opinion_spans(text, words))
+        for text, offsets in zip(texts, encoded["offset_mapping"], strict=True)
+    ]
+
+
+@pytest.mark.parametrize("max_len", [128, 24])
+def test_piece_masks_equal_the_span_definition_on_real_reviews(max_len: int) -> None:
+    """Every one of the 10,261 Musical Instruments reviews gets the same ids and the same
+    mask from the pipeline's id-based matcher as from the character-span definition; at
+    max_len 24 most reviews are cut, so the looked-up last word is exercised thousands of
+    times."""
+    tables = list(read_source(Source("amazon2014", str(MUSICAL_INSTRUMENTS), "MI"), 0))
+    texts = [
+        row["text"]
+        for table in tables
+        for row in table.select(["text", "status"]).to_pylist()
+        if row["status"] == "ok"
+    ]
+    assert len(texts) == 10_261
+    tokenizer = ReviewTokenizer("minilm", max_len=max_len)
+    ids, masks = tokenizer.encode(texts)
+    expected = tokenizer.tokenizer(texts, max_length=max_len, truncation=True)["input_ids"]
+    assert all(np.array_equal(a, b) for a, b in zip(ids, expected, strict=True))
+    differ = [
+        k for k, (a, b) in enumerate(zip(masks, _span_masks(tokenizer, texts), strict=True))
+        if not np.array_equal(a, b)
+    ]  # fmt: skip
+    assert differ == []
+    cut = sum(len(a) == max_len for a in ids)
+    assert cut > (5_000 if max_len == 24 else 2_000)
+    assert 0.03 < np.concatenate(masks).mean() < 0.2
+
+
+def test_glued_joiners_make_one_word_spaced_ones_do_not(tokenizer: ReviewTokenizer) -> None:
+    marked = _marked(tokenizer, "a well-known brand")
+    assert marked["well"] and marked["-"] and marked["known"]  # "well-known" is in the lexicon
+    (ids,), (mask,) = tokenizer.encode(["good - but flimsy. -great"])
+    pieces = tokenizer.tokenizer.convert_ids_to_tokens(ids.tolist())
+    assert [p for p, m in zip(pieces, mask, strict=True) if m] == [
+        "good",
+        "fl",
+        "##im",
+        "##sy",
+        "great",
+    ]
+
+
+def test_a_cut_word_is_looked_up_whole() -> None:
+    """Cut after "hang" (of "hanger", not an opinion word), nothing is marked; cut inside
+    "unbelievably" (an opinion word), its kept pieces are."""
+    short = ReviewTokenizer("minilm", max_len=5)
+    (ids,), (mask,) = short.encode(["a guitar hanger"])
+    assert short.tokenizer.convert_ids_to_tokens(ids.tolist())[-2:] == ["hang", "[SEP]"]
+    assert not mask.any()
+    (ids,), (mask,) = short.encode(["so unbelievably bad"])
+    assert short.tokenizer.convert_ids_to_tokens(ids.tolist())[2:4] == ["un", "##bel"]
+    assert mask[2:4].all() and not mask[:2].any()
 
 
 def test_matches_are_whole_words_only() -> None:
