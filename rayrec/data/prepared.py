@@ -68,8 +68,14 @@ class TokenStore:
         review_ids = table.column("review_id").to_numpy()[order]
         if not np.array_equal(review_ids, np.arange(len(review_ids))):
             raise ValueError("reviews/ must hold review ids 0..R-1 exactly once")
-        tokens = table.column("input_ids").take(pa.array(order))
-        opinion = table.column("opinion_mask").take(pa.array(order))
+        return cls.from_lists(
+            table.column("input_ids").take(pa.array(order)),
+            table.column("opinion_mask").take(pa.array(order)),
+        )
+
+    @classmethod
+    def from_lists(cls, tokens: pa.ChunkedArray, opinion: pa.ChunkedArray) -> TokenStore:
+        """Build from ``input_ids`` and ``opinion_mask`` list columns: row k is review k."""
         lengths = pa.compute.list_value_length(tokens).to_numpy(zero_copy_only=False)
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
@@ -81,6 +87,15 @@ class TokenStore:
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the three arrays."""
+        return self.offsets.nbytes + self.ids.nbytes + self.opinion.nbytes
+
+    def row(self, review_id: int) -> np.ndarray:
+        """Word pieces (int32, unpadded, untruncated) of review ``review_id``."""
+        return self.ids[self.offsets[review_id] : self.offsets[review_id + 1]]
 
     def gather(
         self, review_ids: np.ndarray, max_len: int, pad_id: int = 0

@@ -236,7 +236,7 @@ class Collator:
         store, t = self.reviews.tokens, self.tokens
         pieces = []
         for r in review_ids:
-            ids = store.ids[store.offsets[r] : store.offsets[r + 1]]
+            ids = store.row(r)
             if len(ids) and ids[0] == t.cls_token_id:
                 ids = ids[1:]
             if len(ids) and ids[-1] == t.sep_token_id:

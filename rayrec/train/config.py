@@ -58,6 +58,10 @@ class DataSection(_Strict):
     # review-state store of a frozen (part of an) encoder: "auto" (<data>/review_states, built
     # on first use), "off" (encode in every step) or a root directory (rayrec.encode.plan)
     review_store: str = "auto"
+    # None: every worker holds all tokens of reviews/ in memory; a number: workers read only
+    # the row groups (shards) of reviews/ their batches need, at most this many MiB cached
+    # (rayrec.data.token_shards)
+    token_cache_mib: int | None = Field(None, ge=0)
 
     @field_validator("review_store", mode="before")
     @classmethod

@@ -191,11 +191,16 @@ def _pretrain_rows(
 
 @functools.lru_cache(maxsize=1)
 def load_train_table(
-    uri: str, task: str, pretrain_val_every: int, pretrain_reviews: str = "other_domains"
+    uri: str,
+    task: str,
+    pretrain_val_every: int,
+    pretrain_reviews: str = "other_domains",
+    token_cache_mib: int | None = None,
 ) -> TrainTable:
     """The :class:`TrainTable` of ``task`` on the prepared dataset at ``uri``, read once per
-    process (like :func:`~rayrec.train.reviews.load_review_index`, whose index it uses)."""
-    reviews = load_review_index(uri)
+    process (like :func:`~rayrec.train.reviews.load_review_index`, whose index it uses: the
+    one of the worker's ``token_cache_mib``)."""
+    reviews = load_review_index(uri, token_cache_mib)
     if task == "pretrain":
         rows = _pretrain_rows(reviews, pretrain_val_every, False, pretrain_reviews)
         return TrainTable(rows)

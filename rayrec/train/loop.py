@@ -133,7 +133,7 @@ class Worker:
             torch.set_num_threads(max(1, int(self.cfg.run.cpus_per_worker)))
         self.spec = get_model_spec(self.cfg.model.name)
         dataset = PreparedDataset(loop_config["data_uri"])
-        reviews = load_review_index(dataset.uri)
+        reviews = load_review_index(dataset.uri, self.cfg.data.token_cache_mib)
         self.eval_tables = {
             split: eval_table(self.spec, dataset, reviews, split, self.cfg.data)
             for split in eval_splits(self.spec)
@@ -184,6 +184,7 @@ class Worker:
             self.spec.task,
             cfg.data.pretrain_val_every,
             cfg.data.pretrain_reviews,
+            cfg.data.token_cache_mib,
         )
         # dropout draws from torch's global generator: seeded by (seed, epoch, rank) at the
         # start of every epoch, so that a run resumed from a checkpoint (or killed mid-epoch

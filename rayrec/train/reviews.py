@@ -1,11 +1,14 @@
 """Everything the collate step needs to know about reviews, loaded once per worker process.
 
-:class:`ReviewIndex` holds the token store (:class:`~rayrec.data.prepared.TokenStore`) and, per
-review id, the columns of ``reviews/`` that batches carry besides tokens (user, item, split,
-sentiment), plus each user's and each item's TRAINING reviews, most recent first (BERT-RS
-builds its pair text from them). :func:`load_review_index` caches one index per dataset URI
-in the process, so a Ray Train worker reads the prepared dataset (local or s3://) once however
-many datasets, epochs and evaluations it runs.
+:class:`ReviewIndex` holds the token store (:class:`~rayrec.data.prepared.TokenStore`: all
+tokens in memory; with ``data.token_cache_mib`` set, a
+:class:`~rayrec.data.token_shards.ShardedTokenStore` that reads only the row groups of
+``reviews/`` its batches need) and, per review id, the columns of ``reviews/`` that batches
+carry besides tokens (user, item, split, sentiment), plus each user's and each item's TRAINING
+reviews, most recent first (BERT-RS builds its pair text from them). :func:`load_review_index`
+caches one index per dataset URI (and cache bound) in the process, so a Ray Train worker reads
+the prepared dataset (local or s3://) once however many datasets, epochs and evaluations it
+runs.
 """
 
 from __future__ import annotations
@@ -17,9 +20,21 @@ import numpy as np
 import pyarrow as pa
 
 from rayrec.data.prepared import PreparedDataset, TokenStore
+from rayrec.data.token_shards import ShardedTokenStore
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2, "pretrain": 3}
 TRAIN = SPLIT_CODES["train"]
+# the columns of reviews/ besides the tokens (what the index reads with a sharded store)
+INDEX_COLUMNS = [
+    "review_id",
+    "domain_idx",
+    "user_idx",
+    "item_idx",
+    "rating",
+    "sentiment",
+    "split",
+    "timestamp",
+]
 
 
 @dataclass(frozen=True)
@@ -46,7 +61,7 @@ def _group(keys: np.ndarray, values: np.ndarray, n_keys: int) -> Csr:
 class ReviewIndex:
     """Per-review arrays indexed by review id, and the token store."""
 
-    tokens: TokenStore
+    tokens: TokenStore | ShardedTokenStore
     user_idx: np.ndarray  # int64 [R]
     item_idx: np.ndarray  # int64 [R], -1 outside the target domain
     domain_idx: np.ndarray  # int64 [R], 0 = target domain
@@ -57,10 +72,22 @@ class ReviewIndex:
     item_train: Csr  # per item: training review ids, most recent first
 
     @classmethod
-    def from_table(cls, table: pa.Table, n_users: int, n_items: int) -> ReviewIndex:
-        """Build from a ``reviews/`` table (all columns of the prepared format)."""
+    def from_table(
+        cls,
+        table: pa.Table,
+        n_users: int,
+        n_items: int,
+        tokens: ShardedTokenStore | None = None,
+    ) -> ReviewIndex:
+        """Build from a ``reviews/`` table: all columns of the prepared format, or only
+        :data:`INDEX_COLUMNS` when ``tokens`` (the sharded store of its tokens) is given."""
         order = np.argsort(table.column("review_id").to_numpy())
         table = table.take(pa.array(order))
+        if tokens is not None and not (
+            len(tokens) == table.num_rows
+            and np.array_equal(table.column("review_id").to_numpy(), np.arange(table.num_rows))
+        ):
+            raise ValueError("reviews/ must hold review ids 0..R-1 exactly once")
 
         def column(name: str) -> np.ndarray:
             return table.column(name).to_numpy(zero_copy_only=False)
@@ -77,7 +104,7 @@ class ReviewIndex:
         train = np.flatnonzero(split == TRAIN)
         recent_first = train[np.argsort(-column("timestamp")[train], kind="stable")]
         return cls(
-            tokens=TokenStore.from_table(table),
+            tokens=TokenStore.from_table(table) if tokens is None else tokens,
             user_idx=user_idx,
             item_idx=item_idx,
             domain_idx=column("domain_idx").astype(np.int64),
@@ -98,8 +125,18 @@ class ReviewIndex:
 
 
 @functools.lru_cache(maxsize=2)
-def load_review_index(uri: str) -> ReviewIndex:
-    """The :class:`ReviewIndex` of the prepared dataset at ``uri``, read once per process."""
+def load_review_index(uri: str, token_cache_mib: float | None = None) -> ReviewIndex:
+    """The :class:`ReviewIndex` of the prepared dataset at ``uri``, read once per process.
+
+    ``token_cache_mib`` None: all tokens in memory; a number: the tokens stay in ``reviews/``
+    and are read shard by shard, at most that many MiB cached (``data.token_cache_mib``)."""
     dataset = PreparedDataset(uri)
     counts = dataset.manifest["counts"]
-    return ReviewIndex.from_table(dataset.table("reviews"), counts["users"], counts["items"])
+    if token_cache_mib is None:
+        return ReviewIndex.from_table(dataset.table("reviews"), counts["users"], counts["items"])
+    return ReviewIndex.from_table(
+        dataset.table("reviews", columns=INDEX_COLUMNS),
+        counts["users"],
+        counts["items"],
+        ShardedTokenStore(dataset.path("reviews"), token_cache_mib),
+    )
