@@ -10,9 +10,12 @@ started again with the same command and resumes after the last finished stage:
    the first bad lines.
 2. **index** (driver, numpy; :mod:`rayrec.data.prepare`): duplicates, k-core, cross-domain
    corpus, id maps, split, documents, ranking view; writes ``pairs/``, ``ranking/``, ``ids/``.
+   It reads no text and holds no string per record: the records' ids become int32 codes
+   (:mod:`rayrec.data.index_columns`), about 40 bytes a record.
 3. **tokenize** (Ray Data): the kept records get their ids, then a pool of
-   :class:`~rayrec.data.tokenize.ReviewTokenizer` actors (sized from the cluster's CPUs, one
-   CPU left to the read stage) writes the token store ``reviews/``.
+   :class:`~rayrec.data.tokenize.ReviewTokenizer` actors (one single-threaded tokenizer per
+   CPU of the cluster, their logical CPUs leaving one to the read and write tasks) writes the
+   token store ``reviews/``.
 
 ``manifest.json`` is written last: a directory with a manifest is complete. The staging
 directory is removed after success.
@@ -23,18 +26,20 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as pds
 import pyarrow.parquet as pq
 import ray
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rayrec import __version__
 from rayrec.data import storage
+from rayrec.data.index_columns import Reviews, read_index_columns
 from rayrec.data.lexicon import lexicon_sha256
 from rayrec.data.parquet_reads import read_parquet
 from rayrec.data.prepare import (
@@ -42,12 +47,11 @@ from rayrec.data.prepare import (
     copies_of,
     documents,
     kcore,
-    latest_per_pair,
-    latest_per_text,
+    latest,
     ranking_view,
     split_pairs,
 )
-from rayrec.data.prepared import MANIFEST, SCHEMA_VERSION, read_table
+from rayrec.data.prepared import MANIFEST, SCHEMA_VERSION
 from rayrec.data.sources import (
     LINE_BITS,
     RANGE_BYTES,
@@ -64,8 +68,6 @@ from rayrec.data.tokenize import ReviewTokenizer, tokenizer_info
 
 PRETRAIN = 3  # split code of the cross-domain corpus (0 train, 1 val, 2 test)
 SPLIT_LABELS = (*SPLIT_NAMES, "pretrain")
-INDEX_COLUMNS = ["domain", "user_id", "item_id", "rating", "timestamp", "review_key"]
-INDEX_COLUMNS += ["source", "line", "status", "detail", "text_key"]
 
 #: Why a record is not in the prepared dataset (``manifest.json``'s ``dropped``), in words.
 DROP_REASONS = {
@@ -105,7 +107,7 @@ class PrepareConfig(BaseModel):
     yelp_state: str | None = None
     yelp_category: str | None = None
     synthetic_reviews: int | None = Field(None, ge=100)  # per domain, for synthetic:URI
-    tokenize_actors: int | None = Field(None, ge=1)  # default: cluster CPUs - 1
+    tokenize_actors: int | None = Field(None, ge=1)  # default: one per cluster CPU
     read_range_bytes: int = Field(RANGE_BYTES, ge=1024)  # per read task of a .json file
     overwrite: bool = False
 
@@ -248,67 +250,93 @@ def _check_malformed(
     return summary
 
 
-def _write_table(frame: pd.DataFrame, uri: str, schema: pa.Schema | None = None) -> None:
+def _write_table(table: pd.DataFrame | pa.Table, uri: str) -> None:
     fs, path = storage.filesystem(uri)
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+    if isinstance(table, pd.DataFrame):
+        table = pa.Table.from_pandas(table, preserve_index=False)
     pq.write_table(table, path, filesystem=fs, row_group_size=1 << 18)
+
+
+def _list_column(rows: np.ndarray) -> pa.ListArray:
+    """A ``[n, m]`` int array as a list<int32> column (m values a row), without a Python list."""
+    n, m = rows.shape
+    offsets = pa.array(np.arange(0, (n + 1) * m, m, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.array(rows.reshape(-1).astype(np.int32)))
 
 
 def _sentiment(rating: np.ndarray) -> np.ndarray:
     return np.where(rating > 3, 2, np.where(rating < 3, 0, 1)).astype(np.int8)
 
 
+def _deduplicate(reviews: Reviews, drop_near_duplicates: bool, dropped: dict[str, int]) -> Reviews:
+    """One review per (domain, user, item), and per (domain, user, text) if asked."""
+    keep = latest(
+        (reviews.domain, reviews.user, reviews.item), reviews.timestamp, reviews.review_key
+    )
+    dropped["duplicate"] = int((~keep).sum())
+    reviews = reviews.take(keep)
+    dropped["near_duplicate"] = 0
+    if drop_near_duplicates:
+        keep = latest(
+            (reviews.domain, reviews.user, reviews.text_key), reviews.timestamp, reviews.review_key
+        )
+        dropped["near_duplicate"] = int((~keep).sum())
+        reviews = reviews.take(keep)
+    return reviews
+
+
 def _index(
     config: PrepareConfig, sources: list[Source], records: str, report: Report
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Stage 2: the review index. Returns the kept records' ids (by review_key) and the
-    manifest entries it measured."""
-    frame = read_table(records, INDEX_COLUMNS).to_pandas()
-    source_summary = _check_malformed(frame, sources, config.max_malformed)
-    records_total = int((frame["status"] != "eof").sum())
-    dropped = {
-        reason: int((frame["status"] == reason).sum())
-        for reason in ("malformed", "empty", "business")
-    }
-    reviews, dropped["duplicate"] = latest_per_pair(frame[frame["status"] == "ok"])
-    dropped["near_duplicate"] = 0
-    if config.drop_near_duplicates:
-        reviews, dropped["near_duplicate"] = latest_per_text(reviews)
+    """Stage 2: the review index, on numeric columns (:mod:`rayrec.data.index_columns`).
+    Returns the kept records' ids (by review_key) and the manifest entries it measured."""
+    columns = read_index_columns(records)
+    source_summary = _check_malformed(columns.bookkeeping, sources, config.max_malformed)
+    counts = columns.status_counts
+    records_total = sum(counts.values()) - counts.get("eof", 0)
+    dropped = {reason: counts.get(reason, 0) for reason in ("malformed", "empty", "business")}
+    reviews = _deduplicate(columns.reviews, config.drop_near_duplicates, dropped)
 
     target = config.target or sources[0].domain
     domains = [target, *sorted({s.domain for s in sources} - {target})]
-    in_target = (reviews["domain"] == target).to_numpy()
-    user_codes, user_names = pd.factorize(reviews["user_id"], sort=True)
-    item_codes, item_names = pd.factorize(reviews["item_id"], sort=True)
+    domain_idx = pd.Index(domains).get_indexer(columns.domain_names)[reviews.domain]
+    in_target = domain_idx == 0
     core = np.zeros(len(reviews), dtype=bool)
-    core[in_target] = kcore(user_codes[in_target], item_codes[in_target], config.kcore)
+    core[in_target] = kcore(reviews.user[in_target], reviews.item[in_target], config.kcore)
     dropped["kcore"] = int(in_target.sum() - core.sum())
-    users = np.unique(user_codes[core])
-    cross = ~in_target & np.isin(user_codes, users)
+    users = np.unique(reviews.user[core])
+    cross = ~in_target & np.isin(reviews.user, users)
     dropped["not_target_user"] = int((~in_target).sum() - cross.sum())
     if not core.any():
         raise NothingLeft(_nothing_left(config, target, records_total, dropped))
 
-    target_rows = reviews[core].sort_values("review_key")
-    other_rows = reviews[cross].assign(
-        domain_idx=lambda f: f["domain"].map({d: i for i, d in enumerate(domains)})
-    )
-    other_rows = other_rows.sort_values(["domain_idx", "review_key"])
+    target_rows = reviews.take(core)
+    other_rows = reviews.take(cross)
+    other_domain = domain_idx[cross]
+    order = np.lexsort((other_rows.review_key, other_domain))
+    other_rows, other_domain = other_rows.take(order), other_domain[order]
     n_target = len(target_rows)
-    user_idx = np.searchsorted(users, pd.Index(user_names).get_indexer(target_rows["user_id"]))
-    items = np.unique(item_codes[core])
-    item_idx = np.searchsorted(items, pd.Index(item_names).get_indexer(target_rows["item_id"]))
+    user_idx = np.searchsorted(users, target_rows.user)
+    items = np.unique(target_rows.item)
+    item_idx = np.searchsorted(items, target_rows.item)
     review_id = np.arange(n_target)
     split = split_pairs(n_target, config.split, config.seed)
-    copies = copies_of(other_rows, target_rows[split > 0])
+    held_out = split > 0
+    copies = copies_of(
+        other_rows.user, other_rows.text_key, target_rows.user[held_out],
+        target_rows.text_key[held_out],
+    )  # fmt: skip
     dropped["held_out_copy"] = int(copies.sum())
-    other_rows = other_rows[~copies]
-    timestamp = target_rows["timestamp"].to_numpy()
-    rating = target_rows["rating"].to_numpy(np.float32)
+    other_rows, other_domain = other_rows.take(~copies), other_domain[~copies]
+    rating = target_rows.rating
     is_train = split == 0
-    user_docs = documents(user_idx, review_id, timestamp, is_train, config.reviews_per_user)
-    item_docs = documents(item_idx, review_id, timestamp, is_train, config.reviews_per_item)
+    user_docs = documents(
+        user_idx, review_id, target_rows.timestamp, is_train, config.reviews_per_user
+    )
+    item_docs = documents(
+        item_idx, review_id, target_rows.timestamp, is_train, config.reviews_per_item
+    )
     report(
         f"index: {n_target:,} reviews, {len(users):,} users, {len(items):,} items in "
         f"{target}; {len(other_rows):,} cross-domain reviews"
@@ -318,14 +346,14 @@ def _index(
     for code, name in enumerate(SPLIT_NAMES):
         rows = split == code
         _write_table(
-            pd.DataFrame(
+            pa.table(
                 {
                     "user_idx": user_idx[rows].astype(np.int32),
                     "item_idx": item_idx[rows].astype(np.int32),
                     "rating": rating[rows],
                     "review_id": review_id[rows].astype(np.int32),
-                    "user_review_ids": list(user_docs[rows].astype(np.int32)),
-                    "item_review_ids": list(item_docs[rows].astype(np.int32)),
+                    "user_review_ids": _list_column(user_docs[rows]),
+                    "item_review_ids": _list_column(item_docs[rows]),
                 }
             ),
             storage.join(out, "pairs", f"{name}.parquet"),
@@ -334,36 +362,34 @@ def _index(
     for name in SPLIT_NAMES:
         _write_table(getattr(ranking, name), storage.join(out, "ranking", f"{name}.parquet"))
     _write_table(
-        pd.DataFrame({"user_idx": np.arange(len(users), dtype=np.int32),
-                      "user_id": np.asarray(user_names)[users]}),
+        pa.table({"user_idx": np.arange(len(users), dtype=np.int32),
+                  "user_id": columns.user_names.take(pa.array(users))}),
         storage.join(out, "ids", "users.parquet"),
     )  # fmt: skip
     _write_table(
-        pd.DataFrame({"item_idx": np.arange(len(items), dtype=np.int32),
-                      "item_id": np.asarray(item_names)[items]}),
+        pa.table({"item_idx": np.arange(len(items), dtype=np.int32),
+                  "item_id": columns.item_names.take(pa.array(items))}),
         storage.join(out, "ids", "items.parquet"),
     )  # fmt: skip
 
-    other_users = np.searchsorted(users, pd.Index(user_names).get_indexer(other_rows["user_id"]))
     kept = pd.DataFrame(
         {
-            "review_key": np.concatenate([target_rows["review_key"], other_rows["review_key"]]),
+            "review_key": np.concatenate([target_rows.review_key, other_rows.review_key]),
             "review_id": np.arange(n_target + len(other_rows), dtype=np.int32),
-            "domain_idx": np.concatenate([np.zeros(n_target), other_rows["domain_idx"]]).astype(
-                np.int16
+            "domain_idx": np.concatenate([np.zeros(n_target), other_domain]).astype(np.int16),
+            "user_idx": np.concatenate([user_idx, np.searchsorted(users, other_rows.user)]).astype(
+                np.int32
             ),
-            "user_idx": np.concatenate([user_idx, other_users]).astype(np.int32),
             "item_idx": np.concatenate([item_idx, np.full(len(other_rows), -1)]).astype(np.int32),
             "split": np.concatenate([split, np.full(len(other_rows), PRETRAIN)]).astype(np.int8),
         }
     ).sort_values("review_key")
 
-    items_per_domain = other_rows.groupby("domain")["item_id"].nunique()
     per_domain = {
         domain: {
             "reviews": int((kept["domain_idx"] == i).sum()),
             "users": int(kept.loc[kept["domain_idx"] == i, "user_idx"].nunique()),
-            "items": len(items) if i == 0 else int(items_per_domain.get(domain, 0)),
+            "items": len(items) if i == 0 else len(np.unique(other_rows.item[other_domain == i])),
         }
         for i, domain in enumerate(domains)
     }
@@ -442,7 +468,12 @@ def _tokenize(
         report("tokenize: done in an earlier run, reusing the token store")
         return
     storage.remove(reviews)
-    actors = config.tokenize_actors or max(1, int(ray.cluster_resources().get("CPU", 2)) - 1)
+    cpus = float(ray.cluster_resources().get("CPU", 2))
+    actors = config.tokenize_actors or max(1, int(cpus))
+    # every core tokenizes (one single-threaded tokenizer per CPU by default); the actors'
+    # logical CPUs leave one for the tasks that read the records and write the store
+    actor_cpus = max(cpus - (1 if cpus > 1 else 0.5), 0.5) / actors
+    threads = max(1, int(cpus) // actors)
     report(f"tokenize: {len(kept):,} reviews with {actors} tokenizer actor(s)")
     kept_ref = [ray.put(kept)]  # in a list: Ray Data must pass the reference, not resolve it
     (
@@ -451,36 +482,50 @@ def _tokenize(
         .map_batches(_attach_ids, batch_format="pyarrow", fn_kwargs={"kept_ref": kept_ref})
         .map_batches(
             ReviewTokenizer,
-            fn_constructor_kwargs={"tokenizer": config.tokenizer, "max_len": config.max_len},
+            fn_constructor_kwargs={
+                "tokenizer": config.tokenizer,
+                "max_len": config.max_len,
+                "threads": threads,
+            },
             batch_format="pyarrow",
             batch_size=1024,
             compute=ray.data.ActorPoolStrategy(size=actors),
-            num_cpus=1,
+            num_cpus=actor_cpus,
         )
         .write_parquet(reviews)
     )
     stages.done("tokenize", inputs)
 
 
+def _column_batches(uri: str, column: str) -> Iterator[pa.Array]:
+    """One column of a parquet file or directory, a record batch at a time (never whole)."""
+    fs, path = storage.filesystem(uri)
+    for batch in pds.dataset(path, filesystem=fs, format="parquet").to_batches(columns=[column]):
+        yield batch.column(column)
+
+
 def _storage_figures(out: str) -> dict[str, Any]:
     """Sizes of the token store vs. the tokens an inline layout (tokens in every pair row)
     would hold: the measurement behind storing each review's tokens once."""
-    store = read_table(storage.join(out, "reviews"), ["input_ids"])
-    tokens = pa.compute.list_value_length(store.column("input_ids")).to_numpy()
-    fs, path = storage.filesystem(storage.join(out, "reviews"))
-    store_bytes = sum(f["size"] for f in fs.ls(path, detail=True) if f["name"].endswith(".parquet"))
+    reviews = storage.join(out, "reviews")
+    tokens = n_reviews = 0
+    for ids in _column_batches(reviews, "input_ids"):
+        tokens += int(pa.compute.sum(pa.compute.list_value_length(ids)).as_py() or 0)
+        n_reviews += len(ids)
+    fs, path = storage.filesystem(reviews)
+    files = fs.find(path, detail=True).values()
+    store_bytes = sum(f["size"] for f in files if f["name"].endswith(".parquet"))
     doc_slots = 0
     for name in SPLIT_NAMES:
-        pairs = read_table(storage.join(out, "pairs", f"{name}.parquet"))
         for column in ("user_review_ids", "item_review_ids"):
-            flat = pa.compute.list_flatten(pairs.column(column)).to_numpy()
-            doc_slots += int((flat >= 0).sum())
-    mean_tokens = float(tokens.mean()) if len(tokens) else 0.0
+            for ids in _column_batches(storage.join(out, "pairs", f"{name}.parquet"), column):
+                doc_slots += int((pa.compute.list_flatten(ids).to_numpy() >= 0).sum())
+    inline = doc_slots * tokens / max(1, n_reviews)
     return {
-        "token_store_tokens": int(tokens.sum()),
+        "token_store_tokens": tokens,
         "token_store_bytes": int(store_bytes),
-        "inline_layout_tokens_estimate": int(doc_slots * mean_tokens),
-        "inline_over_store": round(float(doc_slots * mean_tokens / max(1, tokens.sum())), 2),
+        "inline_layout_tokens_estimate": int(inline),
+        "inline_over_store": round(float(inline / max(1, tokens)), 2),
     }
 
 

@@ -8,7 +8,7 @@ Everything is deterministic for a given seed:
 
 * duplicates: a user who reviewed the same item twice in a domain keeps the latest review;
   with ``drop_near_duplicates`` a user who posted the same normalised text twice in a domain
-  keeps the latest too (:func:`latest_per_text`); another domain's review that copies the
+  keeps the latest too (both :func:`latest`); another domain's review that copies the
   text of one of the user's validation or test reviews never enters the cross-domain corpus
   (:func:`copies_of`), so pre-training never sees a held-out text;
 * :func:`kcore`: iterative k-core on the target domain (every user and item keeps at least k
@@ -34,34 +34,34 @@ import pandas as pd
 SPLIT_NAMES = ("train", "val", "test")
 
 
-def latest_per_pair(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Keep one review per (domain, user, item): the latest (then the highest key).
+def latest(
+    groups: tuple[np.ndarray, ...], timestamp: np.ndarray, review_key: np.ndarray
+) -> np.ndarray:
+    """Mask of the rows that are the latest (then the highest key) of their group: the rows
+    with equal values in every array of ``groups``.
 
-    Returns the kept rows and the number of duplicates dropped.
+    With ``groups = (domain, user, item)`` it keeps one review per (domain, user, item); with
+    ``(domain, user, text_key)`` one per (domain, user, normalised text), the hash of
+    :func:`rayrec.data.sources.text_key`: a user who posted the same text on several items
+    (product variants, re-posts) keeps one.
     """
-    ordered = frame.sort_values(["timestamp", "review_key"])
-    keep = ~ordered.duplicated(["domain", "user_id", "item_id"], keep="last")
-    return frame.loc[ordered.index[keep.to_numpy()]].sort_values("review_key"), int((~keep).sum())
+    order = np.lexsort((review_key, timestamp, *reversed(groups)))
+    last = np.ones(len(order), dtype=bool)
+    if len(order):
+        last[:-1] = np.any([g[order][1:] != g[order][:-1] for g in groups], axis=0)
+    keep = np.zeros(len(order), dtype=bool)
+    keep[order[last]] = True
+    return keep
 
 
-def latest_per_text(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Keep one review per (domain, user, normalised text): the latest (then the highest key).
-
-    ``text_key`` is the hash of the normalised text (:func:`rayrec.data.sources.text_key`):
-    a user who posted the same text on several items (product variants, re-posts) keeps one.
-    Returns the kept rows and the number of near-duplicates dropped.
-    """
-    ordered = frame.sort_values(["timestamp", "review_key"])
-    keep = ~ordered.duplicated(["domain", "user_id", "text_key"], keep="last")
-    return frame.loc[ordered.index[keep.to_numpy()]].sort_values("review_key"), int((~keep).sum())
-
-
-def copies_of(rows: pd.DataFrame, originals: pd.DataFrame) -> np.ndarray:
-    """Mask of ``rows`` whose (user, normalised text) is that of one of ``originals``."""
-    if rows.empty or originals.empty:
-        return np.zeros(len(rows), dtype=bool)
-    pairs = pd.MultiIndex.from_arrays([originals["user_id"], originals["text_key"]])
-    return pd.MultiIndex.from_arrays([rows["user_id"], rows["text_key"]]).isin(pairs)
+def copies_of(
+    user: np.ndarray, text_key: np.ndarray, original_user: np.ndarray, original_text: np.ndarray
+) -> np.ndarray:
+    """Mask of the rows whose (user, normalised text) is that of one of the originals."""
+    if not len(user) or not len(original_user):
+        return np.zeros(len(user), dtype=bool)
+    originals = pd.MultiIndex.from_arrays([original_user, original_text])
+    return pd.MultiIndex.from_arrays([user, text_key]).isin(originals)
 
 
 def kcore(users: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rayrec.data.prepare import copies_of, latest_per_text
+from rayrec.data.prepare import copies_of, latest
 from rayrec.data.prepared import PreparedDataset
 from rayrec.data.sources import normalise_text, text_key
 from tests.data.conftest import prepare_quietly
@@ -24,7 +24,9 @@ def test_normalised_text() -> None:
 
 
 def _frame(rows: list[tuple]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=["domain", "user_id", "text_key", "timestamp", "review_key"])
+    """Columns as the index stage holds them: integer codes (here user "u1" -> 1)."""
+    frame = pd.DataFrame(rows, columns=["domain", "user", "text_key", "timestamp", "review_key"])
+    return frame.assign(domain=frame["domain"].map(ord), user=frame["user"].str[1:].astype(int))
 
 
 def test_latest_per_text_keeps_the_latest_per_domain_and_user() -> None:
@@ -37,15 +39,26 @@ def test_latest_per_text_keeps_the_latest_per_domain_and_user() -> None:
             ("A", "u1", 8, 1, 4),
         ]
     )
-    kept, dropped = latest_per_text(frame)
-    assert dropped == 1 and kept["review_key"].tolist() == [1, 2, 3, 4]
+    keep = latest(
+        (frame["domain"].to_numpy(), frame["user"].to_numpy(), frame["text_key"].to_numpy()),
+        frame["timestamp"].to_numpy(),
+        frame["review_key"].to_numpy(),
+    )
+    assert frame["review_key"][keep].tolist() == [1, 2, 3, 4]
 
 
 def test_copies_of_matches_user_and_text() -> None:
     held_out = _frame([("A", "u1", 7, 0, 0), ("A", "u2", 8, 0, 1)])
     other = _frame([("B", "u1", 7, 0, 2), ("B", "u2", 7, 0, 3), ("C", "u2", 8, 0, 4)])
-    assert copies_of(other, held_out).tolist() == [True, False, True]
-    assert copies_of(other, held_out.iloc[:0]).tolist() == [False] * 3
+
+    def copies(originals: pd.DataFrame) -> list[bool]:
+        return copies_of(
+            other["user"].to_numpy(), other["text_key"].to_numpy(),
+            originals["user"].to_numpy(), originals["text_key"].to_numpy(),
+        ).tolist()  # fmt: skip
+
+    assert copies(held_out) == [True, False, True]
+    assert copies(held_out.iloc[:0]) == [False] * 3
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from rayrec.data.prepared import PreparedDataset, TokenStore
-from rayrec.data.token_shards import MIB, ShardedTokenStore, write_token_shards
+from rayrec.data.token_shards import MIB, ShardedTokenStore, shard_index, write_token_shards
 from rayrec.models.registry import get_model_spec
 from rayrec.train.collate import Collator, TokenInfo
 from rayrec.train.config import load_config
@@ -235,3 +235,24 @@ def test_training_workers_build_the_sharded_store(
     pq.write_table(pq.read_table(reviews), reviews, write_statistics=False)
     with pytest.raises(Exception, match="has no review_id statistics"):
         sifn_run(tmp_path, str(data), "shards", "data.token_cache_mib=1")
+
+
+@pytest.mark.parametrize("real_name", ["musical_instruments", "synthetic_corpus"])
+def test_the_pipeline_writes_disjoint_shards(
+    real_name: str, request: pytest.FixtureRequest
+) -> None:
+    """``rayrec prepare``'s own store is the layout the reader is made for: every row group
+    holds a run of consecutive review ids (one read task's records keep their file order,
+    and ids follow that order within a domain), so an id lies in exactly one shard; on the
+    multi-domain synthetic corpus too."""
+    real: PreparedDataset = request.getfixturevalue(real_name)
+    shards = shard_index(real.path("reviews"))
+    starts = np.array([s.min_id for s in shards])
+    ends = np.array([s.max_id for s in shards])
+    rows = np.array([s.num_rows for s in shards])
+    assert len(shards) > 1
+    assert (ends - starts + 1 == rows).all()  # consecutive ids within a shard
+    assert starts[0] == 0 and (starts[1:] == ends[:-1] + 1).all()  # no gap, no overlap
+    store = ShardedTokenStore(real.path("reviews"), cache_mib=1)
+    store.gather(np.array([ends[0], ends[0]]), max_len=8)
+    assert store.shards_read == 1
