@@ -58,7 +58,9 @@ def _add_prepare_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--synthetic-reviews", type=int, default=None, help="reviews per synthetic domain"
     )
-    p.add_argument("--tokenize-actors", type=int, default=None, help="default: one per cluster CPU")
+    p.add_argument(
+        "--tokenize-actors", type=int, default=None, help="default: the cluster's CPUs - 1"
+    )
     p.add_argument("--overwrite", action="store_true")
 
 
