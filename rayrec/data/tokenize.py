@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from typing import Any
 
 import numpy as np
@@ -85,25 +84,23 @@ class ReviewTokenizer:
 
     It calls the ``tokenizers`` backend of the fast tokenizer directly (``encode_batch``, Rust)
     and finds the opinion words on the word-piece ids (:mod:`rayrec.data.opinion_pieces`), so
-    the Python work per review is a few microseconds. ``threads``: the Rust threads of one
-    ``encode_batch`` (None: the backend's default, every core); set before the first batch.
+    the Python work per review is a few microseconds.
     """
 
-    def __init__(self, tokenizer: str, max_len: int, threads: int | None = None) -> None:
-        if threads is not None:
-            os.environ["RAYON_NUM_THREADS"] = str(threads)
-            os.environ["TOKENIZERS_PARALLELISM"] = "true" if threads > 1 else "false"
+    def __init__(self, tokenizer: str, max_len: int) -> None:
         self.tokenizer = load_tokenizer(tokenizer)
         self.max_len = max_len
-        self.backend = self._backend(truncate=True)
-        words = self._backend(truncate=False)
+        self.backend = self.backend_copy(truncate=True)
+        words = self.backend_copy(truncate=False)
         self.lexicon = PieceLexicon(
             self.backend.get_vocab(),
             lambda word: words.encode(word, add_special_tokens=False).ids,
             opinion_words(),
         )
 
-    def _backend(self, truncate: bool) -> Tokenizer:
+    def backend_copy(self, truncate: bool) -> Tokenizer:
+        """A copy of the fast tokenizer's ``tokenizers`` backend without padding, truncated
+        to ``max_len`` or not."""
         backend = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
         backend.no_padding()
         if truncate:
