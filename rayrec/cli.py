@@ -59,7 +59,7 @@ def _add_prepare_flags(p: argparse.ArgumentParser) -> None:
         "--synthetic-reviews", type=int, default=None, help="reviews per synthetic domain"
     )
     p.add_argument(
-        "--tokenize-actors", type=int, default=None, help="default: the cluster's CPUs - 1"
+        "--tokenize-actors", type=int, default=None, help="default: one per free CPU of the cluster"
     )
     p.add_argument("--overwrite", action="store_true")
 

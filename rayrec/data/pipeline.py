@@ -12,9 +12,9 @@ started again with the same command and resumes after the last finished stage:
    corpus, id maps, split, documents, ranking view; writes ``pairs/``, ``ranking/``, ``ids/``.
    It reads no text and holds no string per record: the records' ids become int32 codes
    (:mod:`rayrec.data.index_columns`), about 40 bytes a record.
-3. **tokenize** (Ray Data): the kept records get their ids, then a pool of
-   :class:`~rayrec.data.tokenize.ReviewTokenizer` actors (sized from the cluster's CPUs, one
-   CPU left to the read stage) writes the token store ``reviews/``.
+3. **tokenize** (Ray Data; :mod:`rayrec.data.tokenize_stage`): a pool of actors, one per
+   CPU, each reading a row group of the staged records at a time, gives the kept records
+   their ids, tokenizes them and writes the token store ``reviews/``.
 
 ``manifest.json`` is written last: a directory with a manifest is complete. The staging
 directory is removed after success.
@@ -40,7 +40,6 @@ from rayrec import __version__
 from rayrec.data import storage
 from rayrec.data.index_columns import Reviews, read_index_columns
 from rayrec.data.lexicon import lexicon_sha256
-from rayrec.data.parquet_reads import read_parquet
 from rayrec.data.prepare import (
     SPLIT_NAMES,
     copies_of,
@@ -63,10 +62,9 @@ from rayrec.data.sources import (
     parse_source,
     ranges_of,
 )
-from rayrec.data.tokenize import ReviewTokenizer, tokenizer_info
-
-PRETRAIN = 3  # split code of the cross-domain corpus (0 train, 1 val, 2 test)
-SPLIT_LABELS = (*SPLIT_NAMES, "pretrain")
+from rayrec.data.tokenize import tokenizer_info
+from rayrec.data.tokenize_stage import PRETRAIN, tokenize_records
+from rayrec.progress import Progress
 
 #: Why a record is not in the prepared dataset (``manifest.json``'s ``dropped``), in words.
 DROP_REASONS = {
@@ -106,7 +104,7 @@ class PrepareConfig(BaseModel):
     yelp_state: str | None = None
     yelp_category: str | None = None
     synthetic_reviews: int | None = Field(None, ge=100)  # per domain, for synthetic:URI
-    tokenize_actors: int | None = Field(None, ge=1)  # default: cluster CPUs - 1
+    tokenize_actors: int | None = Field(None, ge=1)  # default: the cluster's free CPUs
     read_range_bytes: int = Field(RANGE_BYTES, ge=1024)  # per read task of a .json file
     overwrite: bool = False
 
@@ -262,10 +260,6 @@ def _list_column(rows: np.ndarray) -> pa.ListArray:
     n, m = rows.shape
     offsets = pa.array(np.arange(0, (n + 1) * m, m, dtype=np.int32))
     return pa.ListArray.from_arrays(offsets, pa.array(rows.reshape(-1).astype(np.int32)))
-
-
-def _sentiment(rating: np.ndarray) -> np.ndarray:
-    return np.where(rating > 3, 2, np.where(rating < 3, 0, 1)).astype(np.int8)
 
 
 def _deduplicate(reviews: Reviews, drop_near_duplicates: bool, dropped: dict[str, int]) -> Reviews:
@@ -427,36 +421,10 @@ def _nothing_left(config: PrepareConfig, target: str, records: int, dropped: dic
     )
 
 
-def _attach_ids(batch: pa.Table, kept_ref: list[ray.ObjectRef]) -> pa.Table:
-    """Keep the records of the index (by review_key) and add their ids and labels."""
-    kept: pd.DataFrame = ray.get(kept_ref[0])
-    keys = kept["review_key"].to_numpy()
-    batch_keys = batch.column("review_key").to_numpy()
-    position = np.clip(np.searchsorted(keys, batch_keys), 0, len(keys) - 1)
-    hit = keys[position] == batch_keys
-    rows = kept.iloc[position[hit]]
-    batch = batch.filter(pa.array(hit))
-    rating = batch.column("rating").to_numpy()
-    split = rows["split"].to_numpy()
-    return pa.table(
-        {
-            "review_id": pa.array(rows["review_id"].to_numpy()),
-            "domain_idx": pa.array(rows["domain_idx"].to_numpy()),
-            "user_idx": pa.array(rows["user_idx"].to_numpy()),
-            "item_idx": pa.array(rows["item_idx"].to_numpy()),
-            "rating": batch.column("rating"),
-            "sentiment": pa.array(_sentiment(rating)),
-            "split": pa.array(np.asarray(SPLIT_LABELS)[split]),
-            "timestamp": batch.column("timestamp"),
-            "text": batch.column("text"),
-        }
-    )
-
-
 def _tokenize(
     config: PrepareConfig, records: str, kept: pd.DataFrame, stages: _Stages, report: Report
 ) -> None:
-    """Stage 3: the token store ``reviews/``."""
+    """Stage 3: the token store ``reviews/`` (:mod:`rayrec.data.tokenize_stage`)."""
     reviews = storage.join(config.out, "reviews")
     inputs = {
         "tokenizer": config.tokenizer,
@@ -467,26 +435,18 @@ def _tokenize(
         report("tokenize: done in an earlier run, reusing the token store")
         return
     storage.remove(reviews)
-    # one CPU left to the read and write tasks; each actor's tokenizer uses every core (Rust
-    # threads). Measured on 2 cores: 1 actor of 2 threads 3,613-3,772 reviews/s, 2 actors of
-    # 1 thread 2,457 (Ray Data gave one actor every block of the single staged read)
-    actors = config.tokenize_actors or max(1, int(ray.cluster_resources().get("CPU", 2)) - 1)
+    # one actor per free CPU: the actors read and write their units themselves, so no other
+    # task needs a CPU while they run
+    actors = config.tokenize_actors or max(1, int(ray.available_resources().get("CPU", 1)))
     report(f"tokenize: {len(kept):,} reviews with {actors} tokenizer actor(s)")
-    kept_ref = [ray.put(kept)]  # in a list: Ray Data must pass the reference, not resolve it
-    (
-        read_parquet(records)
-        .select_columns(["review_key", "rating", "timestamp", "text"])
-        .map_batches(_attach_ids, batch_format="pyarrow", fn_kwargs={"kept_ref": kept_ref})
-        .map_batches(
-            ReviewTokenizer,
-            fn_constructor_kwargs={"tokenizer": config.tokenizer, "max_len": config.max_len},
-            batch_format="pyarrow",
-            batch_size=1024,
-            compute=ray.data.ActorPoolStrategy(size=actors),
-            num_cpus=1,
-        )
-        .write_parquet(reviews)
-    )
+    kept_uri = stages.path("kept.parquet")  # read by the actors (no object-store argument)
+    _write_table(pa.Table.from_pandas(kept, preserve_index=False), kept_uri)
+    progress = Progress("tokenize", len(kept), report)
+    for _, written in tokenize_records(
+        records, kept_uri, reviews, config.tokenizer, config.max_len, actors
+    ):
+        progress.update(written)
+    progress.close()
     stages.done("tokenize", inputs)
 
 

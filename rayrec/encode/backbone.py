@@ -75,7 +75,7 @@ def backbone_shape(source: str) -> tuple[int, int]:
         return int(TINY_CONFIG["num_hidden_layers"]), int(TINY_CONFIG["hidden_size"])
     from transformers import AutoConfig
 
-    from rayrec.models.encoders import tokenizer_source
+    from rayrec.models.backbone_paths import tokenizer_source
 
     config = AutoConfig.from_pretrained(tokenizer_source(source))
     return int(config.num_hidden_layers), int(config.hidden_size)

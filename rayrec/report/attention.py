@@ -9,7 +9,7 @@
   ``MAX_MATRIX_TOKENS`` word pieces of each (the U-BERT paper's Figure 5).
 
 Word pieces are shown as the tokenizer of the model's backbone spells them
-(:func:`rayrec.models.encoders.tokenizer_source`; ``tiny`` and ``minilm`` share the uncased
+(:func:`rayrec.models.backbone_paths.tokenizer_source`; ``tiny`` and ``minilm`` share the uncased
 BERT vocabulary), ``##`` continuation marks included: the weights are per word piece.
 A model whose outputs hold neither map gets neither figure.
 """
@@ -21,8 +21,8 @@ from collections.abc import Callable
 import numpy as np
 from matplotlib.figure import Figure
 
+from rayrec.models.backbone_paths import tokenizer_source
 from rayrec.models.base import Batch
-from rayrec.models.encoders import tokenizer_source
 from rayrec.report.model import ReportModel
 from rayrec.report.plots import ReviewWeights, comatching_figure, word_attention_figure
 

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 import numpy as np
 import pytest
 
 from rayrec.data.lexicon import opinion_spans, opinion_words
 from rayrec.data.prepared import PreparedDataset
 from rayrec.data.sources import Source, read_source
-from rayrec.data.tokenize import ReviewTokenizer, opinion_token_mask
+from rayrec.data.tokenize import ReviewTokenizer, load_tokenizer, opinion_token_mask
 from tests.conftest import MUSICAL_INSTRUMENTS
+
+
+@functools.cache
+def hf_tokenizer() -> Any:
+    """transformers' tokenizer of the same source: the reference ReviewTokenizer must equal."""
+    return load_tokenizer("minilm")
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +28,7 @@ def tokenizer() -> ReviewTokenizer:
 
 def _marked(tokenizer: ReviewTokenizer, text: str) -> dict[str, bool]:
     (ids,), (mask,) = tokenizer.encode([text])
-    pieces = tokenizer.tokenizer.convert_ids_to_tokens(ids.tolist())
+    pieces = hf_tokenizer().convert_ids_to_tokens(ids.tolist())
     return dict(zip(pieces, mask.tolist(), strict=True))
 
 
@@ -32,7 +41,7 @@ def test_great_and_terrible_are_marked_the_is_not(tokenizer: ReviewTokenizer) ->
 
 def test_every_piece_of_a_split_opinion_word_is_marked(tokenizer: ReviewTokenizer) -> None:
     (ids,), (mask,) = tokenizer.encode(["it was unbelievably good"])
-    pieces = tokenizer.tokenizer.convert_ids_to_tokens(ids.tolist())
+    pieces = hf_tokenizer().convert_ids_to_tokens(ids.tolist())
     word = [i for i, p in enumerate(pieces) if p in ("un", "##bel", "##ie", "##va", "##bly")]
     assert len(word) > 1 and mask[word].all()  # "unbelievably" is a negative-lexicon word
     assert mask[pieces.index("good")] and not mask[pieces.index("was")]
@@ -40,7 +49,7 @@ def test_every_piece_of_a_split_opinion_word_is_marked(tokenizer: ReviewTokenize
 
 def _span_masks(tokenizer: ReviewTokenizer, texts: list[str]) -> list[np.ndarray]:
     """The definition: opinion words found on the text, mapped to pieces by their offsets."""
-    encoded = tokenizer.tokenizer(
+    encoded = hf_tokenizer()(
         texts, max_length=tokenizer.max_len, truncation=True, return_offsets_mapping=True
     )
     words = opinion_words()
@@ -66,7 +75,7 @@ def test_piece_masks_equal_the_span_definition_on_real_reviews(max_len: int) -> 
     assert len(texts) == 10_261
     tokenizer = ReviewTokenizer("minilm", max_len=max_len)
     ids, masks = tokenizer.encode(texts)
-    expected = tokenizer.tokenizer(texts, max_length=max_len, truncation=True)["input_ids"]
+    expected = hf_tokenizer()(texts, max_length=max_len, truncation=True)["input_ids"]
     assert all(np.array_equal(a, b) for a, b in zip(ids, expected, strict=True))
     differ = [
         k for k, (a, b) in enumerate(zip(masks, _span_masks(tokenizer, texts), strict=True))
@@ -82,7 +91,7 @@ def test_glued_joiners_make_one_word_spaced_ones_do_not(tokenizer: ReviewTokeniz
     marked = _marked(tokenizer, "a well-known brand")
     assert marked["well"] and marked["-"] and marked["known"]  # "well-known" is in the lexicon
     (ids,), (mask,) = tokenizer.encode(["good - but flimsy. -great"])
-    pieces = tokenizer.tokenizer.convert_ids_to_tokens(ids.tolist())
+    pieces = hf_tokenizer().convert_ids_to_tokens(ids.tolist())
     assert [p for p, m in zip(pieces, mask, strict=True) if m] == [
         "good",
         "fl",
@@ -97,10 +106,10 @@ def test_a_cut_word_is_looked_up_whole() -> None:
     "unbelievably" (an opinion word), its kept pieces are."""
     short = ReviewTokenizer("minilm", max_len=5)
     (ids,), (mask,) = short.encode(["a guitar hanger"])
-    assert short.tokenizer.convert_ids_to_tokens(ids.tolist())[-2:] == ["hang", "[SEP]"]
+    assert hf_tokenizer().convert_ids_to_tokens(ids.tolist())[-2:] == ["hang", "[SEP]"]
     assert not mask.any()
     (ids,), (mask,) = short.encode(["so unbelievably bad"])
-    assert short.tokenizer.convert_ids_to_tokens(ids.tolist())[2:4] == ["un", "##bel"]
+    assert hf_tokenizer().convert_ids_to_tokens(ids.tolist())[2:4] == ["un", "##bel"]
     assert mask[2:4].all() and not mask[:2].any()
 
 
@@ -113,7 +122,7 @@ def test_matches_are_whole_words_only() -> None:
 
 def test_prepared_store_marks_great_and_never_the(musical_instruments: PreparedDataset) -> None:
     store = musical_instruments.token_store()
-    vocab = ReviewTokenizer("minilm", max_len=8).tokenizer.get_vocab()
+    vocab = hf_tokenizer().get_vocab()
     great, the = store.ids == vocab["great"], store.ids == vocab["the"]
     assert great.sum() > 1000 and store.opinion[great].mean() > 0.99  # "great" as a word
     assert the.sum() > 1000 and not store.opinion[the].any()

@@ -23,8 +23,8 @@ import torch.nn.functional as F  # noqa: E402
 from transformers import AutoTokenizer, PreTrainedTokenizerFast  # noqa: E402
 
 from rayrec.data.lexicon import opinion_words  # noqa: E402
+from rayrec.models.backbone_paths import tokenizer_source  # noqa: E402
 from rayrec.models.base import Batch, DataInfo, RecModel  # noqa: E402
-from rayrec.models.encoders import tokenizer_source  # noqa: E402
 from rayrec.models.ubert import mask_opinion_tokens  # noqa: E402
 from tests.conftest import MUSICAL_INSTRUMENTS as REVIEWS  # noqa: E402
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rayrec.models.encoders import ReviewEncoder, TextCNN, build_bert, tokenizer_source
+from rayrec.models.backbone_paths import tokenizer_source
+from rayrec.models.encoders import ReviewEncoder, TextCNN, build_bert
 from rayrec.models.layers import (
     AttentionPool,
     Attn,
