@@ -176,7 +176,9 @@ class GlobalMean(RecModel):
         self.mean = nn.Parameter(torch.full((1,), float(data_info.global_mean)))
 
     def forward(self, batch: Batch, phase: str = ALL_PHASES) -> ModelOutput:
-        return _rating_output(self.mean.expand(batch["user_idx"].shape[0]), batch)
+        # repeat, not expand: a view of the parameter keeps requires_grad under no_grad and
+        # inference_mode (torch 2.13), and its .numpy() fails in the report and predict
+        return _rating_output(self.mean.repeat(batch["user_idx"].shape[0]), batch)
 
 
 class BiasedMFConfig(BaseModel):

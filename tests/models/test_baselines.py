@@ -74,6 +74,16 @@ def test_outputs_and_gradients(name, data_info, rating_batch, assert_all_grads) 
     assert "loss" not in model.eval()(no_rating)
 
 
+@pytest.mark.parametrize("name", MODELS)
+def test_predictions_under_inference_mode_can_become_numpy(name, data_info, rating_batch) -> None:
+    """What the run report and ``rayrec predict`` do; GlobalMean's prediction used to be a view
+    of its parameter, which keeps requires_grad even under inference_mode in torch 2.13."""
+    model = _build(name, data_info).eval()
+    with torch.inference_mode():
+        prediction = model(rating_batch)["prediction"]
+    assert not prediction.requires_grad and prediction.numpy().shape == (16,)
+
+
 def test_global_mean_starts_at_the_training_mean(data_info, rating_batch) -> None:
     prediction = _build("global_mean", data_info)(rating_batch)["prediction"]
     assert torch.allclose(prediction, torch.full((16,), data_info.global_mean))
