@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -130,9 +131,9 @@ def documents(
 
 @dataclass(frozen=True)
 class RankingView:
-    train: pd.DataFrame  # user_idx, item_idx, label
-    val: pd.DataFrame  # user_idx, item_idx, negatives (list)
-    test: pd.DataFrame
+    train: pa.Table  # user_idx, item_idx, label
+    val: pa.Table  # user_idx, item_idx, negatives (list<int32>, built from one flat array)
+    test: pa.Table
     #: rows left out per split because their user has rated nearly every item
     skipped: dict[str, int]
 
@@ -180,7 +181,7 @@ def ranking_view(
     train = train[keep]
     train_users = user[train]
     train_negatives = sample_unseen(rng, train_users, n_items, seen, 1)[:, 0]
-    train_frame = pd.DataFrame(
+    train_table = pa.table(
         {
             "user_idx": np.concatenate([train_users, train_users]).astype(np.int32),
             "item_idx": np.concatenate([item[train], train_negatives]).astype(np.int32),
@@ -196,14 +197,15 @@ def ranking_view(
         keep = servable(user[rows], n_items, seen, negatives)
         skipped[name] = int((~keep).sum())
         rows = rows[keep]
-        sampled = sample_unseen(rng, user[rows], n_items, seen, negatives)
+        sampled = sample_unseen(rng, user[rows], n_items, seen, negatives).astype(np.int32)
+        offsets = pa.array(np.arange(0, sampled.size + 1, negatives, dtype=np.int32))
         held_out.append(
-            pd.DataFrame(
+            pa.table(
                 {
                     "user_idx": user[rows].astype(np.int32),
                     "item_idx": item[rows].astype(np.int32),
-                    "negatives": list(sampled.astype(np.int32)),
+                    "negatives": pa.ListArray.from_arrays(offsets, pa.array(sampled.ravel())),
                 }
             )
         )
-    return RankingView(train_frame, *held_out, skipped=skipped)
+    return RankingView(train_table, *held_out, skipped=skipped)

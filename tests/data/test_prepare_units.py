@@ -42,10 +42,11 @@ def test_ranking_negatives_are_never_rated_and_users_without_room_are_counted() 
     split = np.array([0, 1, 0, 2, 0, 0, 1, 2])
     view = ranking_view(user, item, split, n_items=6, negatives=3, seed=0)
     rated = {(u, i) for u, i in zip(user, item, strict=True)}
-    for frame in (view.val, view.test):
-        for row in frame.itertuples():
+    for table in (view.val, view.test):
+        for row in table.to_pandas().itertuples():
             assert len(set(row.negatives)) == 3
             assert not any((row.user_idx, n) in rated for n in row.negatives)
     assert view.skipped == {"train": 0, "val": 1, "test": 1}  # user 2 rated 4 of 6 items
-    negatives = view.train[view.train["label"] == 0]
+    train = view.train.to_pandas()
+    negatives = train[train["label"] == 0]
     assert not any((r.user_idx, r.item_idx) in rated for r in negatives.itertuples())
