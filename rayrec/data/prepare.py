@@ -150,7 +150,10 @@ def sample_unseen(
     out = rng.integers(0, n_items, size=(len(users), count))
     while True:
         codes = users[:, None] * n_items + out
-        bad = np.isin(codes, seen)
+        # membership in the sorted ``seen`` by binary search: np.isin sorts both arrays again
+        # every round (60% of the index stage's time at 300k reviews)
+        at = np.minimum(np.searchsorted(seen, codes), max(0, len(seen) - 1))
+        bad = seen[at] == codes if len(seen) else np.zeros(codes.shape, dtype=bool)
         if count > 1:  # repeated items within a row
             order = np.argsort(out, axis=1)
             sorted_out = np.take_along_axis(out, order, axis=1)
