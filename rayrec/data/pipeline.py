@@ -13,8 +13,9 @@ started again with the same command and resumes after the last finished stage:
    It reads no text and holds no string per record: the records' ids become int32 codes
    (:mod:`rayrec.data.index_columns`), about 40 bytes a record.
 3. **tokenize** (Ray Data; :mod:`rayrec.data.tokenize_stage`): a pool of actors, one per
-   CPU, each reading a row group of the staged records at a time, gives the kept records
-   their ids, tokenizes them and writes the token store ``reviews/``.
+   CPU, each reading a unit of the staged records (whole row groups, about 8k records) at a
+   time, gives the kept records their ids, tokenizes them and writes the token store
+   ``reviews/``.
 
 ``manifest.json`` is written last: a directory with a manifest is complete. The staging
 directory is removed after success.
@@ -46,6 +47,7 @@ from rayrec.data.prepare import (
     documents,
     kcore,
     latest,
+    list_column,
     ranking_view,
     split_pairs,
 )
@@ -255,13 +257,6 @@ def _write_table(table: pd.DataFrame | pa.Table, uri: str) -> None:
     pq.write_table(table, path, filesystem=fs, row_group_size=1 << 18)
 
 
-def _list_column(rows: np.ndarray) -> pa.ListArray:
-    """A ``[n, m]`` int array as a list<int32> column (m values a row), without a Python list."""
-    n, m = rows.shape
-    offsets = pa.array(np.arange(0, (n + 1) * m, m, dtype=np.int32))
-    return pa.ListArray.from_arrays(offsets, pa.array(rows.reshape(-1).astype(np.int32)))
-
-
 def _deduplicate(reviews: Reviews, drop_near_duplicates: bool, dropped: dict[str, int]) -> Reviews:
     """One review per (domain, user, item), and per (domain, user, text) if asked."""
     keep = latest(
@@ -345,8 +340,8 @@ def _index(
                     "item_idx": item_idx[rows].astype(np.int32),
                     "rating": rating[rows],
                     "review_id": review_id[rows].astype(np.int32),
-                    "user_review_ids": _list_column(user_docs[rows]),
-                    "item_review_ids": _list_column(item_docs[rows]),
+                    "user_review_ids": list_column(user_docs[rows]),
+                    "item_review_ids": list_column(item_docs[rows]),
                 }
             ),
             storage.join(out, "pairs", f"{name}.parquet"),
@@ -440,7 +435,7 @@ def _tokenize(
     actors = config.tokenize_actors or max(1, int(ray.available_resources().get("CPU", 1)))
     report(f"tokenize: {len(kept):,} reviews with {actors} tokenizer actor(s)")
     kept_uri = stages.path("kept.parquet")  # read by the actors (no object-store argument)
-    _write_table(pa.Table.from_pandas(kept, preserve_index=False), kept_uri)
+    _write_table(kept, kept_uri)
     progress = Progress("tokenize", len(kept), report)
     for _, written in tokenize_records(
         records, kept_uri, reviews, config.tokenizer, config.max_len, actors

@@ -129,6 +129,13 @@ def documents(
     return compact[:, :m]
 
 
+def list_column(rows: np.ndarray) -> pa.ListArray:
+    """A ``[n, m]`` int array as a list<int32> column (m values a row), without a Python list."""
+    n, m = rows.shape
+    offsets = pa.array(np.arange(0, (n + 1) * m, m, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.array(rows.reshape(-1).astype(np.int32)))
+
+
 @dataclass(frozen=True)
 class RankingView:
     train: pa.Table  # user_idx, item_idx, label
@@ -200,14 +207,13 @@ def ranking_view(
         keep = servable(user[rows], n_items, seen, negatives)
         skipped[name] = int((~keep).sum())
         rows = rows[keep]
-        sampled = sample_unseen(rng, user[rows], n_items, seen, negatives).astype(np.int32)
-        offsets = pa.array(np.arange(0, sampled.size + 1, negatives, dtype=np.int32))
+        sampled = sample_unseen(rng, user[rows], n_items, seen, negatives)
         held_out.append(
             pa.table(
                 {
                     "user_idx": user[rows].astype(np.int32),
                     "item_idx": item[rows].astype(np.int32),
-                    "negatives": pa.ListArray.from_arrays(offsets, pa.array(sampled.ravel())),
+                    "negatives": list_column(sampled),
                 }
             )
         )

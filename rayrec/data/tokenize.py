@@ -103,7 +103,7 @@ class ReviewTokenizer:
     """
 
     def __init__(self, tokenizer: str, max_len: int) -> None:
-        self.source = backend_tokenizer(tokenizer)
+        self.loaded = backend_tokenizer(tokenizer)  # copied by backend_copy, never changed
         self.max_len = max_len
         self.backend = self.backend_copy(truncate=True)
         words = self.backend_copy(truncate=False)
@@ -116,7 +116,7 @@ class ReviewTokenizer:
     def backend_copy(self, truncate: bool) -> Tokenizer:
         """A copy of the fast tokenizer's ``tokenizers`` backend without padding, truncated
         to ``max_len`` or not."""
-        backend = Tokenizer.from_str(self.source.to_str())
+        backend = Tokenizer.from_str(self.loaded.to_str())
         backend.no_padding()
         if truncate:
             backend.enable_truncation(self.max_len)

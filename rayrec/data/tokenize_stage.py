@@ -1,11 +1,12 @@
 """Stage 3 of ``rayrec prepare``: the token store ``reviews/`` from the staged records.
 
-A work unit is one row group of the staged records (``_staging/records``). A pool of actors,
-one per CPU, takes the units one at a time; an actor reads its unit, keeps the records of the
-index and gives them their ids (:func:`attach_ids`), tokenizes them (:class:`ReviewTokenizer`)
-and writes them as one parquet file of ``reviews/``, named by the unit's number. The units reach
-the pool as in-memory blocks (``ray.data.from_items``) and the actors write their own files, so
-no Ray Data read or write task waits for a CPU while the actors hold them all.
+A work unit is a run of whole row groups of the staged records (``_staging/records``), about
+:data:`UNIT_ROWS` records. A pool of actors, one per CPU, takes the units one at a time; an
+actor reads its unit, keeps the records of the index and gives them their ids
+(:func:`attach_ids`), tokenizes them (:class:`ReviewTokenizer`) and writes them as one parquet
+file of ``reviews/``, named by the unit's number. The units reach the pool as in-memory blocks
+(``ray.data.from_items``) and the actors write their own files, so no Ray Data read or write
+task waits for a CPU while the actors hold them all.
 
 Why not ``read_parquet(records).map_batches(ReviewTokenizer).write_parquet(reviews)``: its read
 and write tasks need a CPU each, so on 2 CPUs the pool could hold only one (two actors hung,
@@ -68,13 +69,15 @@ def units_of(records: str, unit_rows: int = UNIT_ROWS) -> list[Unit]:
     paths: list[str] = []
     row_groups: list[int] = []
     rows = 0
-    for i, (file, group, n) in enumerate(groups):
+    for file, group, n in groups:
         paths.append(file)
         row_groups.append(group)
         rows += n
-        if rows >= unit_rows or i == len(groups) - 1:
+        if rows >= unit_rows:
             units.append(Unit(len(units), paths, row_groups, rows))
             paths, row_groups, rows = [], [], 0
+    if paths:
+        units.append(Unit(len(units), paths, row_groups, rows))
     return units
 
 
@@ -114,14 +117,14 @@ class UnitTokenizer:
 
     def __init__(self, tokenizer: str, max_len: int, kept: str, out: str) -> None:
         self.tokenizer = ReviewTokenizer(tokenizer, max_len)
-        fs, path = storage.filesystem(kept)
-        self.kept = pq.read_table(path, filesystem=fs).to_pandas()
+        # the staged records, the index and ``out`` all lie under the prepared directory
+        self.fs, kept_path = storage.filesystem(kept)
+        self.kept = pq.read_table(kept_path, filesystem=self.fs).to_pandas()
         self.out = out
 
     def tokenized_batches(self, unit: dict[str, Any]) -> Iterator[pa.Table]:
-        fs, _ = storage.filesystem(self.out)
         for path, row_group in zip(unit["paths"], unit["row_groups"], strict=True):
-            with fs.open(path, "rb") as f:
+            with self.fs.open(path, "rb") as f:
                 batches = pq.ParquetFile(f).iter_batches(
                     BATCH_ROWS, row_groups=[int(row_group)], columns=RECORD_COLUMNS
                 )
@@ -132,11 +135,11 @@ class UnitTokenizer:
 
     def write(self, unit: dict[str, Any]) -> int:
         """Tokenize ``unit`` into its file; returns how many reviews it wrote."""
-        fs, path = storage.filesystem(storage.join(self.out, f"part-{unit['index']:06d}.parquet"))
+        _, path = storage.filesystem(storage.join(self.out, f"part-{unit['index']:06d}.parquet"))
         rows, writer = 0, None
         for table in self.tokenized_batches(unit):
             if writer is None:
-                writer = pq.ParquetWriter(path, table.schema, filesystem=fs)
+                writer = pq.ParquetWriter(path, table.schema, filesystem=self.fs)
             writer.write_table(table)
             rows += table.num_rows
         if writer is not None:
