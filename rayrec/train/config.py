@@ -76,6 +76,9 @@ class TrainSection(_Strict):
     """Optimisation. ``batch_size`` is per worker and per micro step."""
 
     epochs: int = Field(3, ge=1)
+    # early stopping: end the run after this many epochs in a row without a better validation
+    # metric (the model's default; a tie is no improvement); None: every epoch runs
+    patience: int | None = Field(None, ge=1)
     batch_size: int = Field(32, ge=1)
     eval_batch_size: int = Field(64, ge=1)
     grad_accum: int = Field(1, ge=1)

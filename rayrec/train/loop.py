@@ -21,6 +21,10 @@ from (``fault.kill_during_upload``; ``tests/train/test_resume_s3.py``).
 Rank 0 also writes TensorBoard scalars into ``<run dir>/tensorboard/`` (per epoch, and the
 running loss every ``train.log_every`` steps: :mod:`rayrec.report.tensorboard`).
 
+With ``train.patience`` set, the run ends early once that many epochs in a row have not
+bettered the best validation metric (:func:`epochs_since_best`; the ranks decide alike, as
+their metrics are all-reduced, and a resumed attempt decides from the restored history).
+
 After the last epoch every rank loads the best reported checkpoint (the model's default
 metric on "val"), evaluates "test" with it, and rank 0 writes ``model.safetensors`` (the
 ZeRO-3 partitions are gathered first) and ``final_metrics.json`` into the run directory,
@@ -114,6 +118,18 @@ def epoch_seed(seed: int, epoch: int, rank: int) -> int:
     permutation and the negatives, :mod:`rayrec.train.datasets`)."""
     state = np.random.SeedSequence([seed, epoch, 2, rank]).generate_state(2, dtype=np.uint32)
     return int(state[0]) << 32 | int(state[1])
+
+
+def epochs_since_best(history: list[dict[str, Any]], key: str, mode: str) -> int:
+    """Epochs reported after the one with the best ``key`` (``mode`` "min" or "max"; the
+    earliest of equal values counts as the best, so a tie is no improvement); 0 for an empty
+    ``history`` or one whose last epoch is the best."""
+    values = [m[key] for m in history if key in m]
+    if not values:
+        return 0
+    sign = 1.0 if mode == "min" else -1.0
+    best = min(range(len(values)), key=lambda i: (sign * values[i], i))
+    return len(values) - 1 - best
 
 
 def _format_eta(seconds: float) -> str:
@@ -282,6 +298,21 @@ class Worker:
         if self.cfg.fault.kill_after_epoch == epoch:
             self.inject_fault(epoch, checkpoint=name)
 
+    def patience_exhausted(self) -> bool:
+        """Whether ``train.patience`` epochs in a row have not bettered the best validation
+        metric (said once, by rank 0)."""
+        patience = self.cfg.train.patience
+        key = f"val_{self.spec.default_metric}"
+        stale = epochs_since_best(self.state["history"], key, self.spec.metric_mode)
+        if patience is None or stale < patience:
+            return False
+        best = self.state["history"][-1 - stale]
+        self.log(
+            f"early stop after epoch {self.state['epoch']}: {key} not better than "
+            f"{best[key]:.4f} (epoch {best['epoch'] + 1}) for {stale} epochs"
+        )
+        return True
+
     def fault_armed(self) -> bool:
         """Whether ``cfg.fault`` kills this worker: it is the fault's rank, on the run's first
         attempt (no checkpoint restored) and nobody was killed yet (no ``fault_injected.json``:
@@ -392,7 +423,11 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     worker = Worker(loop_config)
     worker.restore()
     cfg = worker.cfg
+    stopped_early = False
     for epoch in range(worker.state["epoch"], cfg.train.epochs):
+        if worker.patience_exhausted():
+            stopped_early = True
+            break
         metrics: dict[str, Any] = {"epoch": epoch, **worker.train_epoch(epoch)}
         metrics |= {f"val_{k}": v for k, v in worker.evaluate("val").items()}
         metrics["step"] = worker.state["step"]
@@ -414,6 +449,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         "train_seconds": sum(m["train_seconds"] for m in history),
         "history": history,
         "resumed_at_epoch": worker.resumed_at,
+        "stopped_early": stopped_early,
         "worker_nodes": worker.worker_nodes(),
     }
     if worker.rank == 0:  # Ray Train keeps only checkpointed reports: the driver reads this

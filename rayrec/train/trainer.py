@@ -186,6 +186,7 @@ def fit(
         },
         "epochs_run": final.get("epoch", -1) + 1,
         "resumed_at_epoch": final.get("resumed_at_epoch"),
+        "stopped_early": final.get("stopped_early", False),  # train.patience ended the run
         "worker_nodes": final.get("worker_nodes"),
         # ZeRO-3: what rank 0 held of each parameter before the export (numel, persistent,
         # partition, held: DeepSpeedEngine.zero3_partitions); None under stages 0-2 and DDP
