@@ -25,9 +25,9 @@ def test_epochs_since_best_counts_from_the_earliest_best() -> None:
 @pytest.mark.usefixtures("ray_cluster")
 def test_patience_ends_a_run_that_stopped_improving(tmp_path: Path, tiny_prepared: Path) -> None:
     """The global mean at lr 1e-12 cannot move (a float32 rating of ~4 does not change by
-    1e-12), so every epoch after the first ties it: with patience 2 the run of 6 epochs ends
-    after its third. (Which of the tied epochs is tested is Ray's choice of the checkpoints it
-keeps: ``run.keep_checkpoints`` 2, ties broken towards the newer.)"""
+        1e-12), so every epoch after the first ties it: with patience 2 the run of 6 epochs ends
+        after its third. (Which of the tied epochs is tested is Ray's choice of the checkpoints it
+    keeps: ``run.keep_checkpoints`` 2, ties broken towards the newer.)"""
     cfg = load_config(
         "global_mean",
         overrides=[
