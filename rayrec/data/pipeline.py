@@ -279,16 +279,16 @@ def _index(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Stage 2: the review index, on numeric columns (:mod:`rayrec.data.index_columns`).
     Returns the kept records' ids (by review_key) and the manifest entries it measured."""
-    columns = read_index_columns(records)
-    source_summary = _check_malformed(columns.bookkeeping, sources, config.max_malformed)
-    counts = columns.status_counts
+    reviews, names = read_index_columns(records)
+    source_summary = _check_malformed(names.bookkeeping, sources, config.max_malformed)
+    counts = names.status_counts
     records_total = sum(counts.values()) - counts.get("eof", 0)
     dropped = {reason: counts.get(reason, 0) for reason in ("malformed", "empty", "business")}
-    reviews = _deduplicate(columns.reviews, config.drop_near_duplicates, dropped)
+    reviews = _deduplicate(reviews, config.drop_near_duplicates, dropped)
 
     target = config.target or sources[0].domain
     domains = [target, *sorted({s.domain for s in sources} - {target})]
-    domain_idx = pd.Index(domains).get_indexer(columns.domain_names)[reviews.domain]
+    domain_idx = pd.Index(domains).get_indexer(names.domain_names)[reviews.domain]
     in_target = domain_idx == 0
     core = np.zeros(len(reviews), dtype=bool)
     core[in_target] = kcore(reviews.user[in_target], reviews.item[in_target], config.kcore)
@@ -302,13 +302,14 @@ def _index(
     target_rows = reviews.take(core)
     other_rows = reviews.take(cross)
     other_domain = domain_idx[cross]
+    del reviews, domain_idx, in_target, core, cross  # the driver holds each column once
     order = np.lexsort((other_rows.review_key, other_domain))
     other_rows, other_domain = other_rows.take(order), other_domain[order]
     n_target = len(target_rows)
-    user_idx = np.searchsorted(users, target_rows.user)
+    user_idx = np.searchsorted(users, target_rows.user).astype(np.int32)
     items = np.unique(target_rows.item)
-    item_idx = np.searchsorted(items, target_rows.item)
-    review_id = np.arange(n_target)
+    item_idx = np.searchsorted(items, target_rows.item).astype(np.int32)
+    review_id = np.arange(n_target, dtype=np.int32)
     split = split_pairs(n_target, config.split, config.seed)
     held_out = split > 0
     copies = copies_of(
@@ -351,12 +352,12 @@ def _index(
         _write_table(getattr(ranking, name), storage.join(out, "ranking", f"{name}.parquet"))
     _write_table(
         pa.table({"user_idx": np.arange(len(users), dtype=np.int32),
-                  "user_id": columns.user_names.take(pa.array(users))}),
+                  "user_id": names.user_names.take(pa.array(users))}),
         storage.join(out, "ids", "users.parquet"),
     )  # fmt: skip
     _write_table(
         pa.table({"item_idx": np.arange(len(items), dtype=np.int32),
-                  "item_id": columns.item_names.take(pa.array(items))}),
+                  "item_id": names.item_names.take(pa.array(items))}),
         storage.join(out, "ids", "items.parquet"),
     )  # fmt: skip
 

@@ -33,6 +33,8 @@ import pandas as pd
 import pyarrow as pa
 
 SPLIT_NAMES = ("train", "val", "test")
+DOCUMENT_ROWS = 1 << 18  # pairs whose documents are built at once
+SAMPLE_CELLS = 1 << 20  # negatives drawn at once (rows x count)
 
 
 def latest(
@@ -105,10 +107,11 @@ def documents(
     is_train: np.ndarray,
     m: int,
 ) -> np.ndarray:
-    """``[n_pairs, m]`` review ids (-1 = empty slot) of each pair's document.
+    """``[n_pairs, m]`` int32 review ids (-1 = empty slot) of each pair's document.
 
     ``owner`` is the pair's user (or item) code, ``review_id`` its own review. A document
-    holds the owner's ``m`` most recent training reviews other than the pair's own.
+    holds the owner's ``m`` most recent training reviews other than the pair's own. Built
+    :data:`DOCUMENT_ROWS` pairs at a time, so its temporaries do not grow with the corpus.
     """
     n_owners = owner.max(initial=-1) + 1
     train = np.flatnonzero(is_train)
@@ -116,24 +119,30 @@ def documents(
     order = train[np.lexsort((-review_id[train], -timestamp[train], owner[train]))]
     first = np.searchsorted(owner[order], np.arange(n_owners))
     rank = np.arange(len(order)) - first[owner[order]]
-    top = np.full((n_owners, m + 1), -1, dtype=np.int64)
+    top = np.full((n_owners, m + 1), -1, dtype=np.int32)
     kept = rank <= m
     top[owner[order][kept], rank[kept]] = review_id[order][kept]
+    del order, rank, kept
 
-    candidates = top[owner]  # [n_pairs, m + 1]
-    usable = (candidates >= 0) & (candidates != review_id[:, None])
-    # stable compaction: usable slots first, in recency order; then cut to m
-    position = np.argsort(~usable, axis=1, kind="stable")
-    compact = np.take_along_axis(candidates, position, axis=1)
-    compact[~np.take_along_axis(usable, position, axis=1)] = -1
-    return compact[:, :m]
+    out = np.empty((len(owner), m), dtype=np.int32)
+    for start in range(0, len(owner), DOCUMENT_ROWS):
+        rows = slice(start, start + DOCUMENT_ROWS)
+        candidates = top[owner[rows]]  # [rows, m + 1]
+        usable = (candidates >= 0) & (candidates != review_id[rows, None])
+        # stable compaction: usable slots first, in recency order; then cut to m
+        position = np.argsort(~usable, axis=1, kind="stable")
+        compact = np.take_along_axis(candidates, position, axis=1)
+        compact[~np.take_along_axis(usable, position, axis=1)] = -1
+        out[rows] = compact[:, :m]
+    return out
 
 
 def list_column(rows: np.ndarray) -> pa.ListArray:
     """A ``[n, m]`` int array as a list<int32> column (m values a row), without a Python list."""
     n, m = rows.shape
     offsets = pa.array(np.arange(0, (n + 1) * m, m, dtype=np.int32))
-    return pa.ListArray.from_arrays(offsets, pa.array(rows.reshape(-1).astype(np.int32)))
+    values = np.ascontiguousarray(rows, dtype=np.int32).reshape(-1)  # no copy if int32
+    return pa.ListArray.from_arrays(offsets, pa.array(values))
 
 
 @dataclass(frozen=True)
@@ -148,12 +157,26 @@ class RankingView:
 def sample_unseen(
     rng: np.random.Generator, users: np.ndarray, n_items: int, seen: np.ndarray, count: int
 ) -> np.ndarray:
-    """``[len(users), count]`` distinct items per row that the row's user has not rated.
+    """``[len(users), count]`` distinct int32 items per row that the row's user has not rated.
 
     ``seen`` holds sorted codes ``user * n_items + item`` of every rated pair; every user
     in ``users`` must have at least ``count`` unrated items (:func:`servable`). Rejection
-    sampling, redrawing only the rejected cells.
+    sampling, redrawing only the rejected cells, :data:`SAMPLE_CELLS` cells at a time (rows
+    in order, one stream of ``rng``): the temporaries stay ~8 MB an array at any corpus size,
+    and a draw of at most that many cells is the one an unchunked sampler makes.
     """
+    out = np.empty((len(users), count), dtype=np.int32)
+    rows = max(1, SAMPLE_CELLS // max(count, 1))
+    for start in range(0, len(users), rows):
+        chunk = users[start : start + rows].astype(np.int64)
+        out[start : start + rows] = _sample_rows(rng, chunk, n_items, seen, count)
+    return out
+
+
+def _sample_rows(
+    rng: np.random.Generator, users: np.ndarray, n_items: int, seen: np.ndarray, count: int
+) -> np.ndarray:
+    """:func:`sample_unseen` for one chunk of rows (int64 ``users``)."""
     out = rng.integers(0, n_items, size=(len(users), count))
     while True:
         codes = users[:, None] * n_items + out

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rayrec.data.prepare import documents, kcore, ranking_view, split_pairs
+from rayrec.data import prepare
+from rayrec.data.prepare import (
+    documents,
+    kcore,
+    ranking_view,
+    sample_unseen,
+    servable,
+    split_pairs,
+)
 
 
 def test_kcore_is_iterative() -> None:
@@ -50,3 +58,29 @@ def test_ranking_negatives_are_never_rated_and_users_without_room_are_counted() 
     train = view.train.to_pandas()
     negatives = train[train["label"] == 0]
     assert not any((r.user_idx, r.item_idx) in rated for r in negatives.itertuples())
+
+
+def test_documents_and_negatives_are_built_in_bounded_chunks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Chunked building (a few rows at a time, so that the temporaries do not grow with the
+    corpus) gives the same documents, and negatives as valid as one draw of everything."""
+    rng = np.random.default_rng(3)
+    n, n_users, n_items = 400, 40, 30
+    user, item = rng.integers(0, n_users, n), rng.integers(0, n_items, n)
+    timestamp, is_train = rng.integers(0, 50, n), rng.random(n) < 0.8
+    whole = documents(user, np.arange(n), timestamp, is_train, m=4)
+    monkeypatch.setattr(prepare, "DOCUMENT_ROWS", 7)
+    assert np.array_equal(documents(user, np.arange(n), timestamp, is_train, m=4), whole)
+    assert whole.dtype == np.int32
+
+    seen = np.unique(user.astype(np.int64) * n_items + item)
+    users = np.flatnonzero(servable(np.arange(n_users), n_items, seen, 5))
+    one_draw = sample_unseen(np.random.default_rng(0), users, n_items, seen, 5)
+    monkeypatch.setattr(prepare, "SAMPLE_CELLS", 12)  # two rows at a time
+    chunked = sample_unseen(np.random.default_rng(0), users, n_items, seen, 5)
+    assert chunked.shape == one_draw.shape == (len(users), 5)
+    assert not np.array_equal(chunked, one_draw)  # another order of draws ...
+    for draws in (one_draw, chunked):  # ... as valid: distinct items the user never rated
+        assert all(len(set(row)) == 5 for row in draws)
+        assert not np.isin(users[:, None] * n_items + draws, seen).any()
