@@ -6,7 +6,8 @@ same tokenizer called directly in one process on the same texts.
 The corpus is the synthetic Electronics domain with realistic review lengths by default
 (``SyntheticConfig.text_length="realistic"``: about 140 word pieces per review, a long tail;
 ``--text-length short`` for the old 25-piece reviews). Prints wall time per stage,
-reviews/s, the peak memory (RSS) of the driver and of the Ray worker processes, and two
+reviews/s, the peak memory (RSS) of the driver (the corpus is generated in a child process
+beforehand) and of the Ray worker processes, and two
 references measured in the same run on the same texts (the first ``--reference-reviews``
 of them, 1M by default, as they are held in memory): rayrec's tokenizer called in one
 process, and the raw ``tokenizers`` backend's ``encode_batch`` using all cores (word pieces
@@ -19,11 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import resource
 import tempfile
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -55,6 +58,13 @@ class WorkerMemory(threading.Thread):
             self.peak_total = max(self.peak_total, sum(sizes))
             self.peak_single = max([self.peak_single, *sizes])
             time.sleep(0.5)
+
+
+def generate(out: str, reviews: int, text_length: str) -> Source:
+    """The synthetic Electronics corpus of ``reviews`` reviews as one ``.json.gz``."""
+    config = SyntheticConfig.scaled(reviews, domains=("Electronics",), text_length=text_length)
+    (source,) = write_corpus(out, config)
+    return source
 
 
 def read_texts(uri: str, limit: int) -> list[str]:
@@ -114,12 +124,10 @@ def main() -> None:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="rayrec-bench-"))
 
     started = time.perf_counter()
-    (source,) = write_corpus(
-        str(work / "raw"),
-        SyntheticConfig.scaled(
-            args.reviews, domains=("Electronics",), text_length=args.text_length
-        ),
-    )
+    # in a child process, so that the driver's peak RSS is the preparation's alone
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as child:
+        source = child.submit(generate, str(work / "raw"), args.reviews, args.text_length).result()
     generate_s = time.perf_counter() - started
     size_mb = Path(source.uri).stat().st_size / 2**20
     print(
