@@ -140,6 +140,27 @@ def train_log_level() -> str:
     return "INFO" if _State.verbose else "WARNING"
 
 
+class _DeepSpeedCpuNotice(logging.Filter):
+    """Drops DeepSpeed's "Setting accelerator to CPU. If you have GPU ..." warning, which
+    ``import deepspeed`` logs once in every process of a machine without CUDA (the driver
+    and each worker of a CPU run)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Setting accelerator to CPU")
+
+
+def drop_deepspeed_cpu_notice() -> None:
+    """Install :class:`_DeepSpeedCpuNotice` on DeepSpeed's logger (``"DeepSpeed"``), also
+    before deepspeed is imported: DeepSpeed configures that same logger object when it is
+    and keeps its filters. Called where :mod:`rayrec.train` is imported, so it holds in
+    every process that imports deepspeed through rayrec. Only that notice is dropped; it
+    decides nothing in rayrec, which puts a run on GPUs with ``--use-gpu`` alone (one of Ray's
+    GPU resources per worker)."""
+    deepspeed_logger = logging.getLogger("DeepSpeed")
+    if not any(isinstance(f, _DeepSpeedCpuNotice) for f in deepspeed_logger.filters):
+        deepspeed_logger.addFilter(_DeepSpeedCpuNotice())
+
+
 def quiet_train_worker() -> None:
     """In a Ray Train worker without ``--verbose``: the worker's root logger at WARNING.
 

@@ -10,3 +10,7 @@
 * :mod:`~rayrec.train.trainer`: the ``TorchTrainer`` around it and ``results.json``;
 * :mod:`~rayrec.train.cli`, :mod:`~rayrec.train.demo`: the ``train`` and ``demo`` commands.
 """
+
+from rayrec.logs import drop_deepspeed_cpu_notice
+
+drop_deepspeed_cpu_notice()  # before any module of this package imports deepspeed
