@@ -15,7 +15,6 @@ malformed records) stay a frame, for the per-file accounting of
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -78,58 +77,49 @@ def sorted_distinct(chunks: list[pa.Array]) -> pa.Array:
     return distinct.take(pc.array_sort_indices(distinct))
 
 
-def _codes(column: pa.Array, distinct: pa.Array) -> np.ndarray:
-    """int32 positions of ``column``'s values in ``distinct``."""
-    codes = pc.index_in(column.cast(pa.large_string()), value_set=distinct)
-    return codes.to_numpy(zero_copy_only=False).astype(np.int32)
-
-
 def _dataset(records: str) -> pds.Dataset:
     fs, path = storage.filesystem(records)
     return pds.dataset(path, filesystem=fs, format="parquet")
+
+
+def _key_order(table: pa.Table) -> np.ndarray:
+    """The row order that sorts ``table`` by its ``review_key`` column (stable)."""
+    return np.argsort(table.column("review_key").to_numpy(), kind="stable")
 
 
 def read_index_columns(records: str) -> tuple[Reviews, IndexNames]:
     """The staged records at ``records`` (parquet, local or s3://): the "ok" ones as
     :class:`Reviews`, and the :class:`IndexNames`.
 
-    Two passes over the files, a record batch at a time: the first collects the distinct
-    names of the "ok" records, the second turns each batch into codes and numbers. So no
-    string column of all records is ever held, only the distinct names and the numeric
-    columns."""
+    One scan for the numbers, then one per name column (its distinct values, sorted, and
+    every record's int32 code in them): so at most one string column of the records is held
+    at a time, beside the numeric columns, instead of every column at once."""
     dataset = _dataset(records)
-    names: dict[str, list[pa.Array]] = {name: [] for name in NAME_COLUMNS}
-    for batch in dataset.to_batches(columns=[*NAME_COLUMNS, "status"]):
-        ok = batch.filter(pc.equal(batch.column("status"), "ok"))
-        for name in NAME_COLUMNS:
-            names[name].append(pc.unique(ok.column(name)))
-    distinct = {name: sorted_distinct(chunks) for name, chunks in names.items()}
-
-    status_counts: Counter[str] = Counter()
-    bookkeeping: list[pa.RecordBatch] = []
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in (*CODED_FIELDS, *NUMERIC_FIELDS)}
-    for batch in dataset.to_batches(columns=READ_COLUMNS):
-        status = batch.column("status")
-        for entry in pc.value_counts(status).to_pylist():
-            status_counts[entry["values"]] += int(entry["counts"])
-        bookkeeping.append(batch.filter(pc.is_in(status, pa.array(BOOKKEEPING))))
-        ok = batch.filter(pc.equal(status, "ok"))
-        for field, name in zip(CODED_FIELDS, NAME_COLUMNS, strict=True):
-            parts[field].append(_codes(ok.column(name), distinct[name]))
-        for field, dtype in NUMERIC_FIELDS.items():
-            values = ok.column(field).to_numpy(zero_copy_only=False)
-            parts[field].append(values.astype(dtype, copy=False))
-    dtypes = {**dict.fromkeys(CODED_FIELDS, np.int32), **NUMERIC_FIELDS}
-    columns = {f: np.concatenate([np.empty(0, dtypes[f]), *parts[f]]) for f in dtypes}
-    order = np.argsort(columns["review_key"], kind="stable")
-    reviews = Reviews(**{field: values[order] for field, values in columns.items()})
-    pa.default_memory_pool().release_unused()  # the read buffers, back to the system
-    return reviews, IndexNames(
+    ok = pc.field("status") == "ok"
+    numbers = dataset.to_table(columns=list(NUMERIC_FIELDS), filter=ok)
+    order = _key_order(numbers)
+    fields = {
+        field: numbers.column(field).to_numpy()[order].astype(dtype, copy=False)
+        for field, dtype in NUMERIC_FIELDS.items()
+    }
+    del numbers, order
+    distinct: dict[str, pa.Array] = {}
+    for field, name in zip(CODED_FIELDS, NAME_COLUMNS, strict=True):
+        table = dataset.to_table(columns=[name, "review_key"], filter=ok)
+        distinct[name] = sorted_distinct(table.column(name).chunks)
+        codes = pc.index_in(table.column(name).cast(pa.large_string()), value_set=distinct[name])
+        fields[field] = codes.to_numpy().astype(np.int32, copy=False)[_key_order(table)]
+        del table, codes
+    status = dataset.to_table(columns=["status"]).column("status")
+    counts = {e["values"]: int(e["counts"]) for e in pc.value_counts(status).to_pylist()}
+    bookkeeping = dataset.to_table(
+        columns=READ_COLUMNS, filter=pc.field("status").isin(BOOKKEEPING)
+    )
+    pa.default_memory_pool().release_unused()  # the scans' buffers, back to the system
+    return Reviews(**fields), IndexNames(
         domain_names=np.asarray(distinct["domain"].to_pylist(), dtype=object),
         user_names=distinct["user_id"],
         item_names=distinct["item_id"],
-        bookkeeping=pa.Table.from_batches(
-            bookkeeping, schema=pa.schema([dataset.schema.field(name) for name in READ_COLUMNS])
-        ).to_pandas(),
-        status_counts=dict(status_counts),
+        bookkeeping=bookkeeping.to_pandas(),
+        status_counts=counts,
     )

@@ -142,3 +142,13 @@ def test_three_optimizer_training_fits_a_real_batch(data_info, safmr_batch) -> N
     after = eval_losses()
     for phase in ("target", "transform", "all"):  # "all": the source network's L1 loss
         assert after[phase] < 0.5 * before[phase], (phase, before, after)
+
+
+def test_untrained_safmr_predicts_the_global_mean(data_info, safmr_batch) -> None:
+    """Like DeepCoNN's FM (fm.init_dense_fm): the untrained SA-FMs over dense CNN features
+    start within a few hundredths of a star of the global mean."""
+    torch.manual_seed(0)
+    model = SAFMR(SAFMRConfig(), data_info).eval()  # the paper's sizes
+    with torch.no_grad():
+        prediction = model(safmr_batch)["prediction"]
+    assert (prediction - data_info.global_mean).abs().max() < 0.25, prediction
