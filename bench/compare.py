@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from rayrec.data import storage
+from rayrec.logs import configure
 from rayrec.train.config import load_config
 from rayrec.train.trainer import RESULTS_FILE, ensure_ray, fit
 
@@ -197,7 +198,10 @@ def main() -> None:
         dest="overrides",
         help="VARIANT:KEY=VALUE, for one variant's runs",
     )
+    parser.add_argument("--verbose", action="store_true", help="Ray's own console output")
     args = parser.parse_args()
+    log = configure("bench-compare", verbose=args.verbose)
+    print(f"Ray's log: {log}")
     seeds = args.seeds or list(range(len(args.data)))
     unknown = set(args.variants) - VARIANTS.keys()
     if unknown:
