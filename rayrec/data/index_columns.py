@@ -3,7 +3,7 @@
 The index stage (:func:`rayrec.data.pipeline.prepare`'s second stage) needs, of every record,
 its domain, user, item, rating, time, keys and status, never its text. Held as Python
 strings in a pandas frame, 10M records' user and item names alone take GBs; here they are
-read a record batch at a time and turned into int32 codes numbered in the sorted order of
+read one column at a time and turned into int32 codes numbered in the sorted order of
 the distinct names (the numbering ``pandas.factorize(sort=True)`` gives), so the stage holds
 about 40 bytes a record and the distinct names once.
 
