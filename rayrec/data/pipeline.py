@@ -69,6 +69,7 @@ from rayrec.data.tokenize_stage import PRETRAIN, tokenize_records
 from rayrec.progress import Progress
 
 #: Why a record is not in the prepared dataset (``manifest.json``'s ``dropped``), in words.
+WRITE_ROWS = 1 << 18  # rows per parquet row group, and per chunk of the pairs' writes
 DROP_REASONS = {
     "malformed": "unreadable",
     "empty": "no text",
@@ -254,7 +255,19 @@ def _write_table(table: pd.DataFrame | pa.Table, uri: str) -> None:
     fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
     if isinstance(table, pd.DataFrame):
         table = pa.Table.from_pandas(table, preserve_index=False)
-    pq.write_table(table, path, filesystem=fs, row_group_size=1 << 18)
+    pq.write_table(table, path, filesystem=fs, row_group_size=WRITE_ROWS)
+
+
+def _write_tables(tables: Iterator[pa.Table], uri: str) -> None:
+    """Tables of one schema (at least one) written one after another as one parquet file, so
+    that only one chunk of the rows is ever built at a time."""
+    fs, path = storage.filesystem(uri)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    first = next(tables)
+    with pq.ParquetWriter(path, first.schema, filesystem=fs) as writer:
+        writer.write_table(first, row_group_size=WRITE_ROWS)
+        for table in tables:
+            writer.write_table(table, row_group_size=WRITE_ROWS)
 
 
 def _deduplicate(reviews: Reviews, drop_near_duplicates: bool, dropped: dict[str, int]) -> Reviews:
@@ -333,20 +346,25 @@ def _index(
 
     out = config.out
     for code, name in enumerate(SPLIT_NAMES):
-        rows = split == code
-        _write_table(
-            pa.table(
-                {
-                    "user_idx": user_idx[rows].astype(np.int32),
-                    "item_idx": item_idx[rows].astype(np.int32),
-                    "rating": rating[rows],
-                    "review_id": review_id[rows].astype(np.int32),
-                    "user_review_ids": list_column(user_docs[rows]),
-                    "item_review_ids": list_column(item_docs[rows]),
-                }
+        rows = np.flatnonzero(split == code)
+        chunks = (rows[k : k + WRITE_ROWS] for k in range(0, max(len(rows), 1), WRITE_ROWS))
+        _write_tables(
+            (
+                pa.table(
+                    {
+                        "user_idx": user_idx[chunk],
+                        "item_idx": item_idx[chunk],
+                        "rating": rating[chunk],
+                        "review_id": review_id[chunk],
+                        "user_review_ids": list_column(user_docs[chunk]),
+                        "item_review_ids": list_column(item_docs[chunk]),
+                    }
+                )
+                for chunk in chunks
             ),
             storage.join(out, "pairs", f"{name}.parquet"),
         )
+    del user_docs, item_docs  # written: the ranking view's sampling needs the room
     ranking = ranking_view(user_idx, item_idx, split, len(items), config.negatives, config.seed)
     for name in SPLIT_NAMES:
         _write_table(getattr(ranking, name), storage.join(out, "ranking", f"{name}.parquet"))
