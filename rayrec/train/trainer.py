@@ -81,11 +81,23 @@ def run_storage(cfg: TrainConfig) -> str:
     return storage.absolute(cfg.run.storage or default_storage())
 
 
+# Ray Train 2.60's watcher of node drains (spot preemption); its actor logs an ERROR line about
+# its own restart policy (ray-project/ray#53727) to the console of every run
+PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
+
+
 def ensure_ray() -> None:
     """``ray.init()``: under ``ray job submit`` it connects to the job's cluster, on a machine
     with a running ``ray start`` cluster it connects to that one, else it starts a local one
-    (``RAY_ADDRESS=local`` forces a private local instance)."""
+    (``RAY_ADDRESS=local`` forces a private local instance).
+
+    A local instance started here has Ray Train's preemption watcher off (unless
+    ``RAY_TRAIN_ENABLE_PREEMPTION_WATCHER`` is set): one machine has no node drains to watch,
+    and the watcher's actor prints an ERROR line to every run's console. The variable reaches
+    only the processes of an instance this process starts; a cluster's nodes (KubeRay, ``ray
+    start``) keep their own environment, and with it the watcher."""
     if not ray.is_initialized():
+        os.environ.setdefault(PREEMPTION_WATCHER_ENV, "0")
         ray.init()
     # the training loop prints its own progress (epoch, loss, samples/s, ETA); Ray Data's
     # progress bars of the training dataset would interleave with it

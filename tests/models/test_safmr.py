@@ -152,3 +152,19 @@ def test_untrained_safmr_predicts_the_global_mean(data_info, safmr_batch) -> Non
     with torch.no_grad():
         prediction = model(safmr_batch)["prediction"]
     assert (prediction - data_info.global_mean).abs().max() < 0.25, prediction
+
+
+@pytest.mark.parametrize("rating_loss", ["l1", "mse"])
+def test_rating_loss_is_the_configured_one(data_info, safmr_batch, rating_loss) -> None:
+    """Eq. 12 and 14 in the paper's L1 or as squared error; eq. 13 is the same in both."""
+    model = _safmr(data_info, rating_loss=rating_loss).eval()
+    rating = safmr_batch["rating"].float()
+    with torch.no_grad():
+        for phase in ("target", "source", "all"):
+            out = model(safmr_batch, phase=phase)
+            error = out["prediction"] - rating
+            expected = error.abs().mean() if rating_loss == "l1" else error.square().mean()
+            assert torch.allclose(out["loss"], expected), phase
+        other = _safmr(data_info, rating_loss="mse" if rating_loss == "l1" else "l1").eval()
+        transform = model(safmr_batch, phase="transform")["loss"]
+        assert torch.equal(transform, other(safmr_batch, phase="transform")["loss"])
