@@ -21,9 +21,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pds
 
-from rayrec.data import storage
+from rayrec.data.prepared import parquet_dataset
 
 READ_COLUMNS = ["domain", "user_id", "item_id", "rating", "timestamp", "review_key", "source"]
 READ_COLUMNS += ["line", "status", "detail", "text_key"]
@@ -77,11 +76,6 @@ def sorted_distinct(chunks: list[pa.Array]) -> pa.Array:
     return distinct.take(pc.array_sort_indices(distinct))
 
 
-def _dataset(records: str) -> pds.Dataset:
-    fs, path = storage.filesystem(records)
-    return pds.dataset(path, filesystem=fs, format="parquet")
-
-
 def _key_order(table: pa.Table) -> np.ndarray:
     """The row order that sorts ``table`` by its ``review_key`` column (stable)."""
     return np.argsort(table.column("review_key").to_numpy(), kind="stable")
@@ -94,7 +88,7 @@ def read_index_columns(records: str) -> tuple[Reviews, IndexNames]:
     One scan for the numbers, then one per name column (its distinct values, sorted, and
     every record's int32 code in them): so at most one string column of the records is held
     at a time, beside the numeric columns, instead of every column at once."""
-    dataset = _dataset(records)
+    dataset = parquet_dataset(records)
     ok = pc.field("status") == "ok"
     numbers = dataset.to_table(columns=list(NUMERIC_FIELDS), filter=ok)
     order = _key_order(numbers)

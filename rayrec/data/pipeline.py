@@ -31,7 +31,6 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as pds
 import ray
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -40,7 +39,7 @@ from rayrec.data import storage
 from rayrec.data.index_stage import Report, index_reviews, write_table
 from rayrec.data.lexicon import lexicon_sha256
 from rayrec.data.prepare import SPLIT_NAMES
-from rayrec.data.prepared import MANIFEST, SCHEMA_VERSION
+from rayrec.data.prepared import MANIFEST, SCHEMA_VERSION, parquet_dataset
 from rayrec.data.sources import (
     RANGE_BYTES,
     RECORD_SCHEMA,
@@ -205,8 +204,7 @@ def _tokenize(
 
 def _column_batches(uri: str, column: str) -> Iterator[pa.Array]:
     """One column of a parquet file or directory, a record batch at a time (never whole)."""
-    fs, path = storage.filesystem(uri)
-    for batch in pds.dataset(path, filesystem=fs, format="parquet").to_batches(columns=[column]):
+    for batch in parquet_dataset(uri).to_batches(columns=[column]):
         yield batch.column(column)
 
 

@@ -47,10 +47,16 @@ SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.json"
 
 
+def parquet_dataset(uri: str) -> pds.Dataset:
+    """A parquet file or directory of parquet files, local or s3://, as an Arrow dataset
+    (read nothing yet: scan it whole, by columns or by batches)."""
+    fs, path = storage.filesystem(uri)
+    return pds.dataset(path, filesystem=fs, format="parquet")
+
+
 def read_table(uri: str, columns: list[str] | None = None) -> pa.Table:
     """A parquet file or directory of parquet files, local or s3://, as one Arrow table."""
-    fs, path = storage.filesystem(uri)
-    return pds.dataset(path, filesystem=fs, format="parquet").to_table(columns=columns)
+    return parquet_dataset(uri).to_table(columns=columns)
 
 
 @dataclass
