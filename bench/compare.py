@@ -74,6 +74,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     ),
     "ubert_top1": ("ubert_finetune", ["model.params.trainable_layers=1"]),
     "bertrs": ("bertrs", []),
+    # BERT-RS with MiniLM frozen but its pooler (eq. 7): the affordable setting on 2 cores
+    "bertrs_frozen": ("bertrs", ["model.params.freeze_backbone=true"]),
 }
 REFERENCE = "biased_mf"
 

@@ -18,14 +18,14 @@ from rayrec.data.prepared import PreparedDataset
 from rayrec.models.registry import build_model, get_model_spec
 from rayrec.train.collate import Collator
 from rayrec.train.config import TrainConfig
-from rayrec.train.loop import data_info, token_info
+from rayrec.train.loop import data_info, token_info, torch_threads
 from rayrec.train.reviews import load_review_index
 
 
 def plain_samples_per_s(cfg: TrainConfig, data_uri: str, steps: int) -> float:
     """Training samples/s of ``steps`` batches of ``cfg``, timed from the first batch on
     (as the rayrec loop times an epoch)."""
-    torch.set_num_threads(max(1, int(cfg.run.cpus_per_worker)))
+    torch.set_num_threads(torch_threads(cfg.run.cpus_per_worker))
     torch.manual_seed(cfg.train.seed)
     spec = get_model_spec(cfg.model.name)
     dataset = PreparedDataset(data_uri)

@@ -144,7 +144,9 @@ class RunSection(_Strict):
     storage: str | None = None  # local dir or s3://; None: $RAYREC_STORAGE, else ~/rayrec/runs
     num_workers: int = Field(1, ge=1)
     use_gpu: bool = False
-    cpus_per_worker: float = Field(1.0, gt=0)
+    # None: as many as the cluster gives each worker (rayrec.train.trainer.worker_cpus); a Tune
+    # trial's workers take 1 each, so that trials run side by side
+    cpus_per_worker: float | None = Field(None, gt=0)
     # how workers are spread over nodes (Ray placement group strategy); STRICT_SPREAD puts
     # every worker on its own node
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"

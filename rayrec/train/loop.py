@@ -137,6 +137,12 @@ def _format_eta(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+def torch_threads(cpus_per_worker: float | None) -> int:
+    """The torch threads of a CPU worker: its whole CPUs, no more than the machine's (a local
+    Ray may count more logical CPUs than it has, as the test suite's does)."""
+    return max(1, min(int(cpus_per_worker or 1), os.cpu_count() or 1))
+
+
 class Worker:
     """The state of one training worker (one rank)."""
 
@@ -146,7 +152,7 @@ class Worker:
         ctx = ray.train.get_context()
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
         if not self.cfg.run.use_gpu:
-            torch.set_num_threads(max(1, int(self.cfg.run.cpus_per_worker)))
+            torch.set_num_threads(torch_threads(self.cfg.run.cpus_per_worker))
         self.spec = get_model_spec(self.cfg.model.name)
         dataset = PreparedDataset(loop_config["data_uri"])
         reviews = load_review_index(dataset.uri, self.cfg.data.token_cache_mib)
@@ -250,6 +256,7 @@ class Worker:
             metrics |= {f"train_loss_{p}": totals[p] / max(n, 1) for p in phases}
         metrics |= {"train_samples": samples, "train_seconds": elapsed}
         metrics["samples_per_s"] = samples / elapsed if elapsed > 0 else 0.0
+        metrics["torch_threads"] = torch.get_num_threads()
         return metrics
 
     @torch.no_grad()

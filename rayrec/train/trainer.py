@@ -104,9 +104,32 @@ def ensure_ray() -> None:
     ray.data.DataContext.get_current().enable_progress_bars = False
 
 
+def worker_cpus(num_workers: int, node_cpus: list[float], strategy: str = "PACK") -> float:
+    """The whole CPUs each of ``num_workers`` workers can take on nodes of ``node_cpus``:
+    the most for which every worker still finds room (one worker per node under
+    ``STRICT_SPREAD``), at least 1. A single worker on a laptop thus gets every core, which
+    its torch threads then use (``torch.set_num_threads``; SAFMR on 2 cores: 35-41 samples/s
+    against 22 with one thread)."""
+    for cpus in range(int(max(node_cpus, default=1)), 1, -1):
+        per_node = [n >= cpus if strategy == "STRICT_SPREAD" else n // cpus for n in node_cpus]
+        if sum(per_node) >= num_workers:
+            return float(cpus)
+    return 1.0
+
+
+def with_worker_cpus(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with ``run.cpus_per_worker`` set: as given, or :func:`worker_cpus` of the
+    cluster's live nodes now (an autoscaling cluster's future nodes do not count: set it)."""
+    if cfg.run.cpus_per_worker is not None:
+        return cfg
+    nodes = [node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node["Alive"]]
+    cpus = worker_cpus(cfg.run.num_workers, nodes, cfg.run.placement_strategy)
+    return cfg.model_copy(update={"run": cfg.run.model_copy(update={"cpus_per_worker": cpus})})
+
+
 def run_cpus(cfg: TrainConfig) -> float:
-    """CPUs the run's workers reserve."""
-    return cfg.run.num_workers * cfg.run.cpus_per_worker
+    """CPUs the run's workers reserve (``run.cpus_per_worker`` unset: 1 each)."""
+    return cfg.run.num_workers * (cfg.run.cpus_per_worker or 1.0)
 
 
 def cpu_warning(cfg: TrainConfig, cluster_cpus: float) -> str | None:
@@ -120,7 +143,7 @@ def cpu_warning(cfg: TrainConfig, cluster_cpus: float) -> str | None:
     fitting = cluster_cpus / cfg.run.num_workers
     fix = f"run.cpus_per_worker={fitting:g} or fewer workers" if fitting > 0 else "more nodes"
     return (
-        f"warning: {cfg.run.num_workers} worker(s) of {cfg.run.cpus_per_worker:g} CPU need "
+        f"warning: {cfg.run.num_workers} worker(s) of {workers / cfg.run.num_workers:g} CPU need "
         f"{workers:g} CPUs and the cluster has {cluster_cpus:g}: the run waits for more nodes "
         f"(an autoscaling cluster) and hangs on a fixed machine; use {fix}"
     )
@@ -134,6 +157,7 @@ def fit(
     ``RunConfig`` (a Tune trial passes Tune's ``TuneReportCallback`` to forward reports)."""
     started = time.perf_counter()
     ensure_ray()
+    cfg = with_worker_cpus(cfg)
     if warning := cpu_warning(cfg, ray.cluster_resources().get("CPU", 0.0)):
         print(warning, flush=True)
     spec = get_model_spec(cfg.model.name)

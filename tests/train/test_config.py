@@ -15,7 +15,7 @@ from rayrec.train.checkpoint import SafeTorchCheckpointEngine
 from rayrec.train.cli import check_run_name, config_from_args
 from rayrec.train.config import CONFIG_DIR, apply_override, load_config
 from rayrec.train.schedule import Schedule
-from rayrec.train.trainer import cpu_warning, run_storage
+from rayrec.train.trainer import cpu_warning, run_storage, worker_cpus
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -116,6 +116,24 @@ def test_workers_that_need_more_cpus_than_the_cluster_are_warned_about() -> None
     assert warning and "need 2 CPUs and the cluster has 1" in warning
     assert "run.cpus_per_worker=0.5" in warning
     assert "more nodes" in cpu_warning(two_workers, cluster_cpus=0)  # autoscaled: no CPU yet
+
+
+@pytest.mark.parametrize(
+    ("workers", "nodes", "strategy", "expected"),
+    [
+        (1, [2.0], "PACK", 2.0),  # a laptop's single worker: every core
+        (2, [2.0], "PACK", 1.0),
+        (3, [2.0], "PACK", 1.0),  # does not fit: 1, and cpu_warning says so
+        (2, [8.0, 2.0], "PACK", 4.0),  # both on the large node
+        (2, [8.0, 2.0], "STRICT_SPREAD", 2.0),  # one on each node
+        (2, [1.0, 3.0], "PACK", 1.0),  # 2 each would leave one worker without a node
+        (4, [16.0, 16.0, 0.0], "SPREAD", 8.0),  # a KubeRay head of 0 CPUs
+    ],
+)
+def test_unset_worker_cpus_take_the_cluster_share_that_fits(
+    workers: int, nodes: list[float], strategy: str, expected: float
+) -> None:
+    assert worker_cpus(workers, nodes, strategy) == expected
 
 
 def test_runs_go_to_rayrec_storage_or_home_never_the_working_dir(

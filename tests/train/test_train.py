@@ -10,11 +10,13 @@ bf16) on the real pipeline's output in ``tests/data/test_prepared_format.py``.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import ray
 from safetensors.torch import load_file
 
 from rayrec.models.base import DataInfo
@@ -125,6 +127,11 @@ def test_safmr_three_phases(tmp_path: Path, tiny_prepared: Path) -> None:
     )
     epoch = results["history"][0]
     assert {"train_loss_target", "train_loss_transform", "train_loss_source"} <= set(epoch)
+    # run.cpus_per_worker unset: the single worker takes the whole (one-node) cluster and
+    # runs as many torch threads as the machine has cores of it
+    cluster_cpus = ray.cluster_resources()["CPU"]
+    assert results["config"]["run"]["cpus_per_worker"] == cluster_cpus
+    assert epoch["torch_threads"] == min(int(cluster_cpus), os.cpu_count())
     assert set(results["test"]) == RATING_KEYS
 
 
