@@ -12,12 +12,19 @@ LINE_EVERY_S = 30.0  # a plain line at most this often, and at every tenth of th
 
 
 class Progress:
-    """``update(done)`` after each piece of work; ``close()`` ends the bar."""
+    """``update(done)`` after each piece of work; ``close()`` ends the bar. A stage that may
+    be short (an evaluation) passes ``quiet_for`` seconds: no line and no bar before then."""
 
     def __init__(
-        self, stage: str, total: int, report: Callable[[str], None], unit: str = "reviews"
+        self,
+        stage: str,
+        total: int,
+        report: Callable[[str], None],
+        unit: str = "reviews",
+        quiet_for: float = 0.0,
     ) -> None:
         self.stage, self.total, self.report, self.unit = stage, max(1, total), report, unit
+        self.quiet_for = quiet_for
         self.started = self.last_line = time.perf_counter()
         self.last_tenth = 0
         self.on_terminal = sys.stdout.isatty()
@@ -35,6 +42,8 @@ class Progress:
     def update(self, done: int) -> None:
         self.done = done
         now = time.perf_counter()
+        if now - self.started < self.quiet_for:
+            return
         if self.on_terminal:
             filled = BAR_WIDTH * min(done, self.total) // self.total
             bar = "#" * filled + "." * (BAR_WIDTH - filled)
@@ -47,8 +56,10 @@ class Progress:
             self.last_tenth, self.last_line = tenth, now
 
     def close(self) -> None:
+        elapsed = time.perf_counter() - self.started
+        if elapsed < self.quiet_for:
+            return
         if self.on_terminal:
             sys.stdout.write("\r\033[K")
             sys.stdout.flush()
-        elapsed = time.perf_counter() - self.started
         self.report(f"{self.stage}: {self.done:,} {self.unit} in {elapsed:.1f} s")

@@ -239,6 +239,12 @@ def eval_table(
     raise ValueError(f"no {split!r} split for task {spec.task!r}")
 
 
+def eval_batch_count(table: pa.Table, world: int, batch_size: int, limit: int | None) -> int:
+    """How many batches every rank runs in an evaluation of ``table`` (:func:`eval_batches`)."""
+    n_batches = max(1, math.ceil(math.ceil(table.num_rows / world) / batch_size))
+    return n_batches if limit is None else min(n_batches, limit)
+
+
 def eval_batches(
     table: pa.Table, rank: int, world: int, batch_size: int, limit: int | None = None
 ) -> Iterator[tuple[pa.Table, bool]]:
@@ -249,10 +255,7 @@ def eval_batches(
     with ``counted=False``, to be left out of the metrics."""
     per_rank = math.ceil(table.num_rows / world)
     shard = table.slice(rank * per_rank, per_rank)
-    n_batches = max(1, math.ceil(per_rank / batch_size))
-    if limit is not None:
-        n_batches = min(n_batches, limit)
-    for b in range(n_batches):
+    for b in range(eval_batch_count(table, world, batch_size, limit)):
         rows = shard.slice(b * batch_size, batch_size)
         if rows.num_rows:
             yield rows, True

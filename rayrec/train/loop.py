@@ -55,11 +55,18 @@ from rayrec.data.prepared import PreparedDataset
 from rayrec.eval.metrics import Evaluation
 from rayrec.models.base import ALL_PHASES, DataInfo, RecModel
 from rayrec.models.registry import build_model, get_model_spec
+from rayrec.progress import LINE_EVERY_S, Progress
 from rayrec.report.tensorboard import EventLog
 from rayrec.train.checkpoint import WEIGHTS_FILE, export_weights, read_state, write_state
 from rayrec.train.collate import Collator, TokenInfo
 from rayrec.train.config import TrainConfig
-from rayrec.train.datasets import eval_batches, eval_splits, eval_table, load_train_table
+from rayrec.train.datasets import (
+    eval_batch_count,
+    eval_batches,
+    eval_splits,
+    eval_table,
+    load_train_table,
+)
 from rayrec.train.engine import Engine, build_engine
 from rayrec.train.reviews import load_review_index
 from rayrec.train.schedule import Schedule
@@ -264,18 +271,19 @@ class Worker:
         """Metrics of the model on ``split`` over all workers' shards."""
         self.engine.module.eval()
         evaluation = Evaluation(self.spec.task)
-        batches = eval_batches(
-            self.eval_tables[split],
-            self.rank,
-            self.world,
-            self.cfg.train.eval_batch_size,
-            self.cfg.train.max_eval_batches,
+        args = (self.world, self.cfg.train.eval_batch_size, self.cfg.train.max_eval_batches)
+        table = self.eval_tables[split]
+        total = eval_batch_count(table, *args)
+        progress = Progress(
+            f"evaluating {split}", total, self.log, unit="batches", quiet_for=LINE_EVERY_S
         )
-        for i, (rows, counted) in enumerate(batches):
+        for i, (rows, counted) in enumerate(eval_batches(table, self.rank, *args)):
             batch = self.eval_collate(rows, step=i * self.world + self.rank)
             out = self.engine.forward(batch, ALL_PHASES)
             if counted:
                 evaluation.update(batch, out)
+            progress.update(i + 1)
+        progress.close()
         return evaluation.result()
 
     def report_epoch(self, epoch: int, metrics: dict[str, Any]) -> None:

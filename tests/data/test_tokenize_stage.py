@@ -104,3 +104,16 @@ def test_progress_prints_a_line_at_each_tenth_off_a_terminal() -> None:
     assert len(lines) == 11  # 10%, 20%, ..., 100%, then the closing line
     assert lines[0].startswith("tokenize:  10% (100 of 1,000 reviews")
     assert lines[-1].startswith("tokenize: 1,000 reviews in ")
+
+
+def test_a_short_stage_with_quiet_for_prints_nothing() -> None:
+    lines: list[str] = []
+    quiet = Progress("evaluating val", 20, lines.append, unit="batches", quiet_for=60.0)
+    for done in range(1, 21):
+        quiet.update(done)
+    quiet.close()
+    assert lines == []
+    loud = Progress("evaluating val", 20, lines.append, unit="batches", quiet_for=0.0)
+    loud.update(20)
+    loud.close()
+    assert lines[0].startswith("evaluating val: 100% (20 of 20 batches")
