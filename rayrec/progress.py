@@ -36,7 +36,7 @@ class Progress:
         left = (self.total - self.done) / rate if rate > 0 else float("nan")
         return (
             f"{self.stage}: {100 * self.done / self.total:3.0f}% ({self.done:,} of "
-            f"{self.total:,} {self.unit}, {rate:,.0f}/s, {left:,.0f} s left)"
+            f"{self.total:,} {self.unit}, {rate:,.{0 if rate >= 10 else 2}f}/s, {left:,.0f} s left)"
         )
 
     def update(self, done: int) -> None:

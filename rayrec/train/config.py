@@ -95,6 +95,10 @@ class TrainSection(_Strict):
     decay_gamma: float = Field(0.99, gt=0, le=1)  # exponential: lr factor per epoch
     max_steps_per_epoch: int | None = Field(None, ge=1)  # micro steps; None: the whole shard
     max_eval_batches: int | None = Field(None, ge=1)  # per worker and evaluation
+    # validation only (the test split stays whole): its first N batches per worker, the same
+    # ones every epoch; None: max_eval_batches. For a ranking model whose every validation
+    # costs minutes (BERT-RS: 100 candidate texts per held-out positive)
+    max_val_batches: int | None = Field(None, ge=1)
     # an epoch is a seeded global permutation (rayrec.train.datasets); "item" / "user" groups
     # the batches by that id so that they share reviews (rayrec.train.grouping): off by default
     group_batches: Literal["none", "item", "user"] = "none"

@@ -59,7 +59,7 @@ from rayrec.progress import LINE_EVERY_S, Progress
 from rayrec.report.tensorboard import EventLog
 from rayrec.train.checkpoint import WEIGHTS_FILE, export_weights, read_state, write_state
 from rayrec.train.collate import Collator, TokenInfo
-from rayrec.train.config import TrainConfig
+from rayrec.train.config import TrainConfig, TrainSection
 from rayrec.train.datasets import (
     eval_batch_count,
     eval_batches,
@@ -142,6 +142,14 @@ def epochs_since_best(history: list[dict[str, Any]], key: str, mode: str) -> int
 def _format_eta(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def eval_batch_limit(train: TrainSection, split: str) -> int | None:
+    """The batches per worker of an evaluation of ``split``: ``max_val_batches`` bounds the
+    validation split only, ``max_eval_batches`` every split."""
+    if split == "val" and train.max_val_batches is not None:
+        return train.max_val_batches
+    return train.max_eval_batches
 
 
 def torch_threads(cpus_per_worker: float | None) -> int:
@@ -271,7 +279,8 @@ class Worker:
         """Metrics of the model on ``split`` over all workers' shards."""
         self.engine.module.eval()
         evaluation = Evaluation(self.spec.task)
-        args = (self.world, self.cfg.train.eval_batch_size, self.cfg.train.max_eval_batches)
+        train = self.cfg.train
+        args = (self.world, train.eval_batch_size, eval_batch_limit(train, split))
         table = self.eval_tables[split]
         total = eval_batch_count(table, *args)
         progress = Progress(

@@ -14,6 +14,7 @@ from rayrec.models.registry import MODELS
 from rayrec.train.checkpoint import SafeTorchCheckpointEngine
 from rayrec.train.cli import check_run_name, config_from_args
 from rayrec.train.config import CONFIG_DIR, apply_override, load_config
+from rayrec.train.loop import eval_batch_limit
 from rayrec.train.schedule import Schedule
 from rayrec.train.trainer import cpu_warning, run_storage, worker_cpus
 
@@ -148,3 +149,11 @@ def test_runs_go_to_rayrec_storage_or_home_never_the_working_dir(
     assert run_storage(cfg) == "s3://bucket/runs"
     flagged = load_config("biased_mf", overrides=["run.storage=relative/runs"])
     assert run_storage(flagged) == str(tmp_path / "relative" / "runs")
+
+
+def test_max_val_batches_bounds_validation_and_never_the_test_split() -> None:
+    train = load_config("bertrs", overrides=["train.max_val_batches=3"]).train
+    assert eval_batch_limit(train, "val") == 3
+    assert eval_batch_limit(train, "test") is None
+    both = load_config("bertrs", overrides=["train.max_eval_batches=5"]).train
+    assert eval_batch_limit(both, "val") == eval_batch_limit(both, "test") == 5

@@ -144,6 +144,7 @@ def test_bertrs_ranking_metrics(tmp_path: Path, tiny_prepared: Path) -> None:
         *TEXT,
         "data.pair_max_len=32",
         "engine.zero_stage=0",
+        "train.max_val_batches=1",  # validation on its first batch, the test split whole
     )
     ks = (1, 3, 5, 10)
     assert set(results["test"]) == {f"hr@{k}" for k in ks} | {f"ndcg@{k}" for k in ks}
