@@ -159,13 +159,26 @@ def rating_table(results: dict[str, list[dict]], seeds: list[int]) -> tuple[list
 
 
 def ranking_table(runs: list[dict], data: list[str]) -> tuple[list[str], dict]:
+    """Markdown rows and figures: test HR@10 / NDCG@10 per seed and their mean ± std, and the
+    paired HR@10 difference to the popularity ranker of the same split."""
     popular = [popularity_ranking(d) for d in data]
-    lines = ["| ranker | HR@10 per seed | NDCG@10 per seed |", "|---|---:|---:|"]
-    for label, rows in (("BERT-RS", [r["test"] for r in runs]), ("popularity", popular)):
-        hr = " / ".join(f"{r['hr@10']:.4f}" for r in rows)
+    tested = [r["test"] for r in runs]
+    diffs = [t["hr@10"] - p["hr@10"] for t, p in zip(tested, popular, strict=True)]
+    lines = [
+        "| ranker | HR@10 per seed | mean ± std | NDCG@10 per seed | Δ HR@10 vs popular | wins |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, rows in (("BERT-RS", tested), ("popularity", popular)):
+        hr = [r["hr@10"] for r in rows]
         ndcg = " / ".join(f"{r['ndcg@10']:.4f}" for r in rows)
-        lines.append(f"| {label} | {hr} | {ndcg} |")
-    return lines, {"bertrs": [r["test"] for r in runs], "popularity": popular}
+        delta, wins = "-", "-"
+        if rows is tested:
+            delta = " / ".join(f"{d:+.4f}" for d in diffs)
+            wins = f"{sum(d > 0 for d in diffs)}/{len(diffs)}"
+        cells = " / ".join(f"{h:.4f}" for h in hr)
+        lines.append(f"| {label} | {cells} | {summary(hr)} | {ndcg} | {delta} | {wins} |")
+    figures = {"bertrs": tested, "popularity": popular, "hr10_paired_diff": diffs}
+    return lines, figures
 
 
 def plot(figures: dict[str, Any], out: str) -> None:
