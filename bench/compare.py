@@ -155,7 +155,7 @@ def rating_table(results: dict[str, list[dict]], seeds: list[int]) -> tuple[list
         figures[variant] = row
         cells = " | ".join(f"{m:.4f}" for m in mse)
         lines.append(f"| {variant} | {cells} | {summary(mse)} | {delta} | {wins} |")
-    return lines, figures
+    return (lines if figures else []), figures
 
 
 def ranking_table(runs: list[dict], data: list[str]) -> tuple[list[str], dict]:
@@ -247,7 +247,7 @@ def main() -> None:
     ranking = [v for v in results if VARIANTS[v][0] == "bertrs"]
     if ranking:
         ranking_lines, figures["ranking"] = ranking_table(results[ranking[0]], args.data)
-        lines += ["", *ranking_lines]
+        lines += ["", *ranking_lines] if lines else ranking_lines
     text = "\n".join(lines)
     print("\n" + text)
     storage.write_json(storage.join(root, "compare.json"), {"seeds": seeds, **figures})
