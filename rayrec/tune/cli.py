@@ -57,8 +57,6 @@ def base_config(args: argparse.Namespace, space: SearchSpace) -> TrainConfig:
     with config_errors():
         tree = load_config(args.model, args.config).model_dump(mode="json")
         tree = apply_values(tree, {**space.fixed, **run_flag_values(args)})
-        if tree["run"]["cpus_per_worker"] is None:  # trials side by side: 1 CPU a worker
-            tree["run"]["cpus_per_worker"] = 1.0
         cfg = TrainConfig.model_validate(tree)
     refuse_credential_uris(cfg)
     check_space(cfg, space)

@@ -42,6 +42,7 @@ from rayrec.tune.space import apply_values
 
 DRIVER_MEMORY = 256 * 1024**2  # the trial driver's bundle (Tune refuses an empty one)
 DATA_CPUS = 1.0  # the Ray Data tasks a trial runs itself (a store the sweep could not share)
+TRIAL_WORKER_CPUS = 1.0  # a trial worker's CPUs when run.cpus_per_worker is unset
 TRIAL_RESOURCES = tune.PlacementGroupFactory([{"memory": DRIVER_MEMORY}, {"CPU": DATA_CPUS}])
 
 
@@ -59,6 +60,8 @@ def trial_config(
     tree = apply_values(tree, {"run.name": name, "run.storage": runs})
     if states is not None:
         tree = apply_values(tree, {"model.params.review_states": states})
+    if tree["run"]["cpus_per_worker"] is None:  # trials side by side: 1 CPU a worker
+        tree = apply_values(tree, {"run.cpus_per_worker": TRIAL_WORKER_CPUS})
     return TrainConfig.model_validate(tree)
 
 

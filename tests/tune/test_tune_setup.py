@@ -104,6 +104,11 @@ def test_trial_config_names_the_run_and_reads_the_states() -> None:
     assert (cfg.train.lr, cfg.run.name, cfg.run.storage) == (0.05, "t_00001", "/s/runs")
     assert cfg.model.params["review_states"] == "/s/encodings/k"
     assert base["train"]["lr"] == 1e-3 and "review_states" not in base["model"]["params"]
+    # run.cpus_per_worker unset: a trial's workers take 1 CPU each (trials side by side), not
+    # the whole cluster as a lone run's would; a value the sweep sets or samples stays
+    assert base["run"]["cpus_per_worker"] is None and cfg.run.cpus_per_worker == 1.0
+    sampled = trial_config(base, {"run.cpus_per_worker": 2.0}, runs="/s/runs", name="t_00002")
+    assert sampled.run.cpus_per_worker == 2.0
 
 
 def test_without_the_state_api_early_stopping_is_refused() -> None:

@@ -118,6 +118,9 @@ def test_sifn_sweep_asha_stops_early_and_best_config_trains(
     trial = json.loads((sweep_dir / "runs" / best["trial"] / "results.json").read_text())["config"]
     trial["model"]["params"].pop("review_states")
     trial["run"].update(name=None, storage=None)
+    # a trial's workers took 1 CPU each; the lone run leaves it unset (the cluster's share)
+    assert trial["run"]["cpus_per_worker"] == 1.0 and trained["run"]["cpus_per_worker"] is None
+    trial["run"]["cpus_per_worker"] = None
     assert trained == trial
 
 
