@@ -128,8 +128,11 @@ def with_worker_cpus(cfg: TrainConfig) -> TrainConfig:
 
 
 def run_cpus(cfg: TrainConfig) -> float:
-    """CPUs the run's workers reserve (``run.cpus_per_worker`` unset: 1 each)."""
-    return cfg.run.num_workers * (cfg.run.cpus_per_worker or 1.0)
+    """CPUs the run's workers reserve; ``run.cpus_per_worker`` must be resolved
+    (:func:`with_worker_cpus`, or a Tune trial's own default)."""
+    if cfg.run.cpus_per_worker is None:
+        raise ValueError("run.cpus_per_worker is unset: resolve it with with_worker_cpus")
+    return cfg.run.num_workers * cfg.run.cpus_per_worker
 
 
 def cpu_warning(cfg: TrainConfig, cluster_cpus: float) -> str | None:

@@ -60,9 +60,17 @@ def trial_config(
     tree = apply_values(tree, {"run.name": name, "run.storage": runs})
     if states is not None:
         tree = apply_values(tree, {"model.params.review_states": states})
-    if tree["run"]["cpus_per_worker"] is None:  # trials side by side: 1 CPU a worker
-        tree = apply_values(tree, {"run.cpus_per_worker": TRIAL_WORKER_CPUS})
-    return TrainConfig.model_validate(tree)
+    return with_trial_worker_cpus(TrainConfig.model_validate(tree))
+
+
+def with_trial_worker_cpus(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with ``run.cpus_per_worker`` as given, or :data:`TRIAL_WORKER_CPUS` if unset:
+    trials run side by side, so a trial's workers do not take the whole cluster's share as
+    a lone run's do (:func:`rayrec.train.trainer.with_worker_cpus`)."""
+    if cfg.run.cpus_per_worker is not None:
+        return cfg
+    run = cfg.run.model_copy(update={"cpus_per_worker": TRIAL_WORKER_CPUS})
+    return cfg.model_copy(update={"run": run})
 
 
 def run_trial(
@@ -98,12 +106,13 @@ def max_concurrent_trials(cfg: TrainConfig, requested: int | None) -> int:
 
 def trials_that_fit(total_cpus: float, cfg: TrainConfig, requested: int | None) -> int:
     """How many trials run at once on ``total_cpus``: all running trials' workers and data
-    CPUs fit together; ``requested`` (``--max-concurrent``) can only lower it."""
-    per_trial = run_cpus(cfg) + DATA_CPUS
-    fits = int(total_cpus // per_trial)
+    CPUs fit together (each trial's workers as :func:`trial_config` sizes them);
+    ``requested`` (``--max-concurrent``) can only lower it."""
+    workers = run_cpus(with_trial_worker_cpus(cfg))
+    fits = int(total_cpus // (workers + DATA_CPUS))
     if fits < 1:
         raise CliError(
-            f"a trial needs {run_cpus(cfg):g} CPUs for its workers plus {DATA_CPUS:g} for Ray "
+            f"a trial needs {workers:g} CPUs for its workers plus {DATA_CPUS:g} for Ray "
             f"Data; the cluster has {total_cpus:g}: lower --num-workers or run.cpus_per_worker"
         )
     if requested is not None and requested < 1:

@@ -111,7 +111,7 @@ def test_cli_run_names_are_not_reused_by_accident(tmp_path: Path) -> None:
 
 
 def test_workers_that_need_more_cpus_than_the_cluster_are_warned_about() -> None:
-    two_workers = load_config("biased_mf", overrides=["run.num_workers=2"])
+    two_workers = load_config("biased_mf", overrides=["run.num_workers=2", "run.cpus_per_worker=1"])
     assert cpu_warning(two_workers, cluster_cpus=2) is None  # they read their own data
     warning = cpu_warning(two_workers, cluster_cpus=1)
     assert warning and "need 2 CPUs and the cluster has 1" in warning

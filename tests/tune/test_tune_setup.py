@@ -9,6 +9,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from rayrec.errors import CliError
 from rayrec.train.config import load_config
+from rayrec.train.trainer import run_cpus
 from rayrec.tune.space import parse_expressions
 from rayrec.tune.sweep import SweepSpec, scheduler_for, search_for
 from rayrec.tune.trainable import (
@@ -31,6 +32,17 @@ from rayrec.tune.trainable import (
 def test_trials_that_fit(cpus: int, workers: int, requested: int | None, expected: int) -> None:
     cfg = load_config("biased_mf", overrides=[f"run.num_workers={workers}"])
     assert trials_that_fit(cpus, cfg, requested) == expected
+
+
+def test_trials_are_sized_as_trial_config_sizes_their_workers() -> None:
+    """Unset CPUs: what trial_config gives each worker; set: that value (2 + 1 data CPU)."""
+    unset = load_config("biased_mf")
+    sized = trial_config(unset.model_dump(mode="json"), {}, runs="/r", name="t")
+    assert trials_that_fit(4, unset, None) == int(4 // (sized.run.cpus_per_worker + 1))
+    two = load_config("biased_mf", overrides=["run.cpus_per_worker=2"])
+    assert trials_that_fit(7, two, None) == 2
+    with pytest.raises(ValueError, match="unset"):
+        run_cpus(unset)  # a lone run resolves it first (fit's with_worker_cpus)
 
 
 def test_a_trial_bigger_than_the_cluster_is_refused() -> None:
