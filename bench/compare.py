@@ -172,26 +172,28 @@ def rating_table(results: dict[str, list[dict]], seeds: list[int]) -> tuple[list
     return (lines if figures else []), figures
 
 
-def ranking_table(runs: list[dict], data: list[str]) -> tuple[list[str], dict]:
-    """Markdown rows and figures: test HR@10 / NDCG@10 per seed and their mean ± std, and the
-    paired HR@10 difference to the popularity ranker of the same split."""
+def ranking_table(results: dict[str, list[dict]], data: list[str]) -> tuple[list[str], dict]:
+    """Markdown rows and figures: each BERT-RS variant's test HR@10 / NDCG@10 per seed and
+    their mean ± std, beside the popularity ranker of the same splits, and the paired HR@10
+    difference to it."""
     popular = [popularity_ranking(d) for d in data]
-    tested = [r["test"] for r in runs]
-    diffs = [t["hr@10"] - p["hr@10"] for t, p in zip(tested, popular, strict=True)]
     lines = [
         "| ranker | HR@10 per seed | mean ± std | NDCG@10 per seed | Δ HR@10 vs popular | wins |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for label, rows in (("BERT-RS", tested), ("popularity", popular)):
-        hr = [r["hr@10"] for r in rows]
-        ndcg = " / ".join(f"{r['ndcg@10']:.4f}" for r in rows)
+    figures: dict[str, Any] = {"popularity": popular}
+    rows = {variant: [r["test"] for r in runs] for variant, runs in results.items()}
+    for label, tested in (*rows.items(), ("popularity", popular)):
+        hr = [r["hr@10"] for r in tested]
+        ndcg = " / ".join(f"{r['ndcg@10']:.4f}" for r in tested)
         delta, wins = "-", "-"
-        if rows is tested:
+        if label != "popularity":
+            diffs = [t["hr@10"] - p["hr@10"] for t, p in zip(tested, popular, strict=True)]
+            figures[label] = {"test": tested, "hr10_paired_diff": diffs}
             delta = " / ".join(f"{d:+.4f}" for d in diffs)
             wins = f"{sum(d > 0 for d in diffs)}/{len(diffs)}"
         cells = " / ".join(f"{h:.4f}" for h in hr)
         lines.append(f"| {label} | {cells} | {summary(hr)} | {ndcg} | {delta} | {wins} |")
-    figures = {"bertrs": tested, "popularity": popular, "hr10_paired_diff": diffs}
     return lines, figures
 
 
@@ -258,9 +260,9 @@ def main() -> None:
             for data, seed in zip(args.data, seeds, strict=True)
         ]
     lines, figures = rating_table(results, seeds)
-    ranking = [v for v in results if VARIANTS[v][0] == "bertrs"]
+    ranking = {v: runs for v, runs in results.items() if VARIANTS[v][0] == "bertrs"}
     if ranking:
-        ranking_lines, figures["ranking"] = ranking_table(results[ranking[0]], args.data)
+        ranking_lines, figures["ranking"] = ranking_table(ranking, args.data)
         lines += ["", *ranking_lines] if lines else ranking_lines
     text = "\n".join(lines)
     print("\n" + text)
