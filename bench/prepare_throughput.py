@@ -11,9 +11,12 @@ beforehand) and of the Ray worker processes, and two
 references measured in the same run on the same texts (the first ``--reference-reviews``
 of them, 1M by default, as they are held in memory): rayrec's tokenizer called in one
 process, and the raw ``tokenizers`` backend's ``encode_batch`` using all cores (word pieces
-only: no offsets, no opinion mask). The ratios show what Ray Data and the opinion mask cost,
-independent of how fast (or loaded) the machine is today. The last line is one JSON object
-with the figures. Not a test: nothing here asserts.
+only: no offsets, no opinion mask), on the whole texts and on the word prefixes that the
+pipeline tokenizes (a long review only as far as ``--max-len`` keeps it:
+:meth:`rayrec.data.tokenize.ReviewTokenizer.truncated_encodings`). Against the whole texts the
+ratio is the stage's speed against the plain call; against the prefixes it is what Ray Data
+and the opinion mask cost, independent of how fast (or loaded) the machine is today. The last
+line is one JSON object with the figures. Not a test: nothing here asserts.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import ray
 from rayrec.data.pipeline import PrepareConfig, prepare
 from rayrec.data.sources import Source, read_source
 from rayrec.data.synthetic import SyntheticConfig, write_corpus
-from rayrec.data.tokenize import ReviewTokenizer
+from rayrec.data.tokenize import PREFIX_CHARS_PER_PIECE, ReviewTokenizer, word_prefix
 from rayrec.logs import configure
 
 
@@ -88,22 +91,28 @@ def direct_tokenization(texts: list[str], max_len: int, batch: int = 1024) -> fl
     return time.perf_counter() - started
 
 
-def raw_all_cores(texts: list[str], max_len: int, batch: int = 8192) -> tuple[float, float]:
-    """The reference: the ``tokenizers`` backend's ``encode_batch`` (Rust, all cores) over
-    ``texts``, truncated to ``max_len`` like the pipeline. Returns (seconds, mean word
-    pieces per text without special tokens and without truncation)."""
+def raw_all_cores(texts: list[str], max_len: int, batch: int = 8192) -> tuple[float, float, float]:
+    """The references: the ``tokenizers`` backend's ``encode_batch`` (Rust, all cores) over
+    ``texts``, truncated to ``max_len`` like the pipeline, on the whole texts and on the word
+    prefixes the pipeline tokenizes (:func:`rayrec.data.tokenize.word_prefix`). Returns
+    (seconds whole, seconds prefixes, mean word pieces per text without special tokens and
+    without truncation)."""
     tokenizer = ReviewTokenizer("minilm", max_len)
     truncated = tokenizer.backend_copy(truncate=True)
-    started = time.perf_counter()
-    for start in range(0, len(texts), batch):
-        truncated.encode_batch(texts[start : start + batch])
-    seconds = time.perf_counter() - started
+    limit = PREFIX_CHARS_PER_PIECE * max_len
+    prefixes = [word_prefix(text, limit) for text in texts]
+    seconds = []
+    for inputs in (texts, prefixes):
+        started = time.perf_counter()
+        for start in range(0, len(inputs), batch):
+            truncated.encode_batch(inputs[start : start + batch])
+        seconds.append(time.perf_counter() - started)
     full = tokenizer.backend_copy(truncate=False)
     pieces = 0
     for start in range(0, len(texts), batch):
         encoded = full.encode_batch(texts[start : start + batch], add_special_tokens=False)
         pieces += sum(len(e.ids) for e in encoded)
-    return seconds, pieces / max(1, len(texts))
+    return seconds[0], seconds[1], pieces / max(1, len(texts))
 
 
 def main() -> None:
@@ -156,10 +165,11 @@ def main() -> None:
 
     texts = read_texts(source.uri, args.reference_reviews)
     direct_n, direct_s = len(texts), direct_tokenization(texts, args.max_len)
-    raw_s, mean_pieces = raw_all_cores(texts, args.max_len)
+    raw_s, raw_prefixes_s, mean_pieces = raw_all_cores(texts, args.max_len)
     ray_rate = tokenized / seconds["tokenize"]
     direct_rate = direct_n / direct_s
     raw_rate = direct_n / raw_s
+    raw_prefixes_rate = direct_n / raw_prefixes_s
     print()
     rows = [
         ("read .json.gz -> staged parquet", seconds["read"], records),
@@ -168,6 +178,7 @@ def main() -> None:
         ("prepare, end to end", wall, records),
         ("tokenize directly, one process", direct_s, direct_n),
         ("raw encode_batch, all cores", raw_s, direct_n),
+        ("  the same, on the word prefixes", raw_prefixes_s, direct_n),
     ]
     print(f"{'stage':<34}{'seconds':>9}{'reviews/s':>12}")
     for name, stage_s, count in rows:
@@ -177,6 +188,7 @@ def main() -> None:
     print(f"mean word pieces per review: {mean_pieces:.1f} (untruncated; --max-len {args.max_len})")
     print(f"Ray Data tokenize / direct tokenize throughput: {ray_rate / direct_rate:.2f}")
     print(f"Ray Data tokenize / raw encode_batch on all cores: {ray_rate / raw_rate:.2f}")
+    print(f"  the same, against the word prefixes: {ray_rate / raw_prefixes_rate:.2f}")
     print(f"peak RSS: driver {driver_peak:,.0f} MiB (during prepare), "
           f"Ray workers {monitor.peak_total / 2**20:,.0f} MiB summed, "
           f"{monitor.peak_single / 2**20:,.0f} MiB largest single worker")  # fmt: skip
@@ -198,6 +210,8 @@ def main() -> None:
         "raw_all_cores_reviews_per_s": round(raw_rate),
         "tokenize_vs_direct": round(ray_rate / direct_rate, 3),
         "tokenize_vs_raw_all_cores": round(ray_rate / raw_rate, 3),
+        "raw_prefixes_all_cores_reviews_per_s": round(raw_prefixes_rate),
+        "tokenize_vs_raw_prefixes_all_cores": round(ray_rate / raw_prefixes_rate, 3),
         "peak_rss_driver_mib": round(driver_peak),
         "peak_rss_worker_mib": round(monitor.peak_single / 2**20),
         "peak_rss_workers_total_mib": round(monitor.peak_total / 2**20),

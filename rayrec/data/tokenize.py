@@ -4,7 +4,9 @@
 builds it once per actor, so a worker loads the tokenizer once, not once per batch. It turns
 the ``text`` column into
 
-* ``input_ids``: ``[CLS] word pieces [SEP]`` truncated to ``max_len``, unpadded (int32);
+* ``input_ids``: ``[CLS] word pieces [SEP]`` truncated to ``max_len``, unpadded (int32); a
+  long review is tokenized only as far as the truncation keeps it
+  (:meth:`ReviewTokenizer.truncated_encodings`: about 1.3x faster on MI at 128 pieces);
 * ``opinion_mask``: True on the word pieces that cover a whole word of the Hu and Liu opinion
   lexicon (:mod:`rayrec.data.lexicon`): a word split into several pieces marks all of them.
   :func:`opinion_token_mask` defines it on the text (character spans mapped to pieces through
@@ -75,6 +77,21 @@ def tokenizer_info(source: str) -> dict[str, Any]:
     }
 
 
+# A review's first pieces fit in this many characters per piece: 6 * 128 = 768 characters
+# hold the first 126 pieces of every truncated Musical Instruments review (at most 668 there;
+# 4.3 characters a piece on average).
+PREFIX_CHARS_PER_PIECE = 6
+
+
+def word_prefix(text: str, limit: int) -> str:
+    """``text`` up to the first space at or after character ``limit`` (all of it if shorter,
+    or if no space follows)."""
+    if len(text) <= limit:
+        return text
+    cut = text.find(" ", limit)
+    return text if cut < 0 else text[:cut]
+
+
 def opinion_token_mask(offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> np.ndarray:
     """True for each word piece ``(start, end)`` lying inside one of the character ``spans``.
 
@@ -124,11 +141,34 @@ class ReviewTokenizer:
             backend.no_truncation()
         return backend
 
+    def truncated_encodings(self, texts: list[str]) -> list[Any]:
+        """``encode_batch`` of ``texts``, truncated to ``max_len`` pieces, tokenizing only
+        what the truncation keeps.
+
+        A text longer than ``PREFIX_CHARS_PER_PIECE * max_len`` characters is tokenized up to
+        the first space after that many (:func:`word_prefix`): the pieces of a prefix that ends
+        between two words are the whole text's first pieces (the tokenizer splits words at
+        whitespace, and WordPiece splits a word alone), so where the prefix yields ``max_len``
+        pieces its encoding, offsets included, is the whole text's. Where it yields fewer, the
+        whole text is tokenized again. The rest of a long review is never read.
+        """
+        limit = PREFIX_CHARS_PER_PIECE * self.max_len
+        prefixes = [word_prefix(text, limit) for text in texts]
+        encodings = self.backend.encode_batch(prefixes)
+        short = [
+            k
+            for k, (prefix, text) in enumerate(zip(prefixes, texts, strict=True))
+            if len(prefix) < len(text) and len(encodings[k]) < self.max_len
+        ]
+        again = self.backend.encode_batch([texts[k] for k in short]) if short else []
+        for k, encoding in zip(short, again, strict=True):
+            encodings[k] = encoding
+        return encodings
+
     def encode_flat(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(lengths, ids, mask)``: pieces per text, and the word-piece ids and opinion mask
         of all texts, concatenated."""
-        encodings = self.backend.encode_batch(texts)
-        return self.lexicon.mask(encodings, texts, self.max_len)
+        return self.lexicon.mask(self.truncated_encodings(texts), texts, self.max_len)
 
     def encode(self, texts: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Word-piece ids and opinion masks of ``texts``, one array per text."""
