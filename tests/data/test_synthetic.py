@@ -20,6 +20,7 @@ import pytest
 
 from rayrec.data import synthetic
 from rayrec.data.synthetic import (
+    ADVERBS,
     DOMAIN_PRESETS,
     GENERAL_NEGATIVE,
     GENERAL_POSITIVE,
@@ -31,6 +32,10 @@ from rayrec.data.synthetic import (
     positive_words,
     write_corpus,
 )
+from rayrec.data.synthetic import writers as synthetic_writers
+from rayrec.data.synthetic.ids import _domain_key
+from rayrec.data.synthetic.reviews import _distinct_items
+from rayrec.data.synthetic.vocabulary import _OPINION_TEMPLATES, _STAR_SUMMARIES
 from tests.conftest import MUSICAL_INSTRUMENTS, REPO
 
 AMAZON_KEYS = [
@@ -281,7 +286,7 @@ def test_chunk_size_does_not_change_output(tmp_path: Path, monkeypatch) -> None:
             sizes.append(len(chunk))
             yield chunk
 
-    monkeypatch.setattr(synthetic, "iter_review_chunks", spy)
+    monkeypatch.setattr(synthetic_writers, "iter_review_chunks", spy)
     write_corpus(str(tmp_path / "many"), SMALL, chunk_size=333)
     assert _digest(tmp_path / "one") == _digest(tmp_path / "many")
     assert max(sizes) <= 333 and len(sizes) > 10
@@ -301,12 +306,12 @@ def test_iter_review_chunks_concatenation_is_chunking_free() -> None:
 def test_ids_stay_distinct() -> None:
     """Domain hash inputs differ per preset, and a user never reviews an item twice, even
     when one item holds most of the popularity mass (the exact-sampling fallback)."""
-    keys = {synthetic._domain_key(name) & 0xFFFFFF for name in DOMAIN_PRESETS}
+    keys = {_domain_key(name) & 0xFFFFFF for name in DOMAIN_PRESETS}
     assert len(keys) == len(DOMAIN_PRESETS)
     rng = np.random.default_rng(0)
     cdf = np.cumsum(np.r_[0.9, np.full(19, 0.1 / 19)])
     owner = np.repeat(np.arange(50), 10)
-    items = synthetic._distinct_items(rng, owner, cdf / cdf[-1], 20)
+    items = _distinct_items(rng, owner, cdf / cdf[-1], 20)
     assert all(len(set(items[owner == g])) == 10 for g in range(50))
 
 
@@ -431,7 +436,7 @@ def test_no_other_lexicon_words_in_text(frames: dict[str, pd.DataFrame]) -> None
     lex_pos, lex_neg = _load_lexicon()
     lexicon = lex_pos | lex_neg
     ours = positive_words() | negative_words()
-    fixed = [*synthetic.ADVERBS, *synthetic._OPINION_TEMPLATES, *synthetic._STAR_SUMMARIES]
+    fixed = [*ADVERBS, *_OPINION_TEMPLATES, *_STAR_SUMMARIES]
     for preset in DOMAIN_PRESETS.values():
         for kind in preset.kinds:
             fixed += [*kind.nouns, *kind.neutral]
