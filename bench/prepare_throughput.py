@@ -36,7 +36,8 @@ import psutil
 import ray
 
 from rayrec.data.pipeline import PrepareConfig, prepare
-from rayrec.data.sources import Source, read_source
+from rayrec.data.review_reader import read_source
+from rayrec.data.sources import Source
 from rayrec.data.synthetic import SyntheticConfig, write_corpus
 from rayrec.data.tokenize import PREFIX_CHARS_PER_PIECE, ReviewTokenizer, word_prefix
 from rayrec.logs import configure

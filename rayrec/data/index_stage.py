@@ -32,7 +32,8 @@ from rayrec.data.prepare import (
     ranking_view,
     split_pairs,
 )
-from rayrec.data.sources import LINE_BITS, Source, SourceError, ranges_of
+from rayrec.data.review_reader import LINE_BITS, ranges_of
+from rayrec.data.sources import Source, SourceError
 from rayrec.data.tokenize_stage import PRETRAIN
 
 if TYPE_CHECKING:

@@ -3,11 +3,11 @@
 Three stages, each leaving a marker under ``OUT/_staging/`` so that a run that fails can be
 started again with the same command and resumes after the last finished stage:
 
-1. **read** (Ray Data, one task per file): every record of every source becomes a canonical
-   record with a status (:mod:`rayrec.data.sources`), written as parquet to
-   ``OUT/_staging/records``. Malformed records are counted per file; above ``max_malformed``
-   (a fraction of the file's records) preparation stops with an error naming the file and
-   the first bad lines.
+1. **read** (Ray Data, one task per file; :mod:`rayrec.data.review_reader`): every record of
+   every source becomes a canonical record with a status (:mod:`rayrec.data.sources`),
+   written as parquet to ``OUT/_staging/records``. Malformed records are counted per file;
+   above ``max_malformed`` (a fraction of the file's records) preparation stops with an error
+   naming the file and the first bad lines.
 2. **index** (driver, numpy; :mod:`rayrec.data.index_stage`): duplicates, k-core, cross-domain
    corpus, id maps, split, documents, ranking view; writes ``pairs/``, ``ranking/``, ``ids/``.
    It reads no text and holds no string per record: the records' ids become int32 codes
@@ -40,10 +40,9 @@ from rayrec.data.index_stage import Report, index_reviews, write_table
 from rayrec.data.lexicon import lexicon_sha256
 from rayrec.data.prepare import SPLIT_NAMES
 from rayrec.data.prepared import MANIFEST, SCHEMA_VERSION, parquet_dataset
+from rayrec.data.review_reader import RANGE_BYTES, ReviewDatasource
 from rayrec.data.sources import (
-    RANGE_BYTES,
     RECORD_SCHEMA,
-    ReviewDatasource,
     Source,
     SourceError,
     allowed_businesses,

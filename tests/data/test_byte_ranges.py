@@ -13,14 +13,14 @@ import pyarrow as pa
 
 from rayrec.data.pipeline import PrepareConfig, prepare
 from rayrec.data.prepared import PreparedDataset
-from rayrec.data.sources import (
+from rayrec.data.review_reader import (
     LINE_BITS,
     ReviewDatasource,
-    Source,
     byte_ranges,
     ranges_of,
     read_source,
 )
+from rayrec.data.sources import Source
 from tests.data.fixtures import amazon2018_lines
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from rayrec.cli import main
 from rayrec.data.prepared import PreparedDataset
-from rayrec.data.sources import Source, SourceError, parse_source, read_source
+from rayrec.data.review_reader import read_source
+from rayrec.data.sources import Source, SourceError, parse_source
 from tests.data.fixtures import amazon2018_lines, write_amazon2018, write_yelp
 
 SMALL = ["--kcore", "1", "--negatives", "2", "--max-len", "32", "--tokenize-actors", "1"]

@@ -10,7 +10,8 @@ import pytest
 
 from rayrec.data.lexicon import opinion_spans, opinion_words
 from rayrec.data.prepared import PreparedDataset
-from rayrec.data.sources import Source, read_source
+from rayrec.data.review_reader import read_source
+from rayrec.data.sources import Source
 from rayrec.data.tokenize import (
     PREFIX_CHARS_PER_PIECE,
     ReviewTokenizer,
