@@ -39,7 +39,7 @@ from rayrec.data.pipeline import PrepareConfig, prepare
 from rayrec.data.review_reader import read_source
 from rayrec.data.sources import Source
 from rayrec.data.synthetic import SyntheticConfig, write_corpus
-from rayrec.data.tokenize import PREFIX_CHARS_PER_PIECE, ReviewTokenizer, word_prefix
+from rayrec.data.tokenize import ReviewTokenizer
 from rayrec.logs import configure
 
 
@@ -95,13 +95,12 @@ def direct_tokenization(texts: list[str], max_len: int, batch: int = 1024) -> fl
 def raw_all_cores(texts: list[str], max_len: int, batch: int = 8192) -> tuple[float, float, float]:
     """The references: the ``tokenizers`` backend's ``encode_batch`` (Rust, all cores) over
     ``texts``, truncated to ``max_len`` like the pipeline, on the whole texts and on the word
-    prefixes the pipeline tokenizes (:func:`rayrec.data.tokenize.word_prefix`). Returns
+    prefixes the pipeline tokenizes (``ReviewTokenizer.word_prefixes``). Returns
     (seconds whole, seconds prefixes, mean word pieces per text without special tokens and
     without truncation)."""
     tokenizer = ReviewTokenizer("minilm", max_len)
     truncated = tokenizer.backend_copy(truncate=True)
-    limit = PREFIX_CHARS_PER_PIECE * max_len
-    prefixes = [word_prefix(text, limit) for text in texts]
+    prefixes = tokenizer.word_prefixes(texts)
     seconds = []
     for inputs in (texts, prefixes):
         started = time.perf_counter()

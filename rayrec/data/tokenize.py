@@ -141,6 +141,12 @@ class ReviewTokenizer:
             backend.no_truncation()
         return backend
 
+    def word_prefixes(self, texts: list[str]) -> list[str]:
+        """Each text up to the first space after ``PREFIX_CHARS_PER_PIECE * max_len``
+        characters (:func:`word_prefix`): what :meth:`truncated_encodings` tokenizes first."""
+        limit = PREFIX_CHARS_PER_PIECE * self.max_len
+        return [word_prefix(text, limit) for text in texts]
+
     def truncated_encodings(self, texts: list[str]) -> list[Any]:
         """``encode_batch`` of ``texts``, truncated to ``max_len`` pieces, tokenizing only
         what the truncation keeps.
@@ -152,8 +158,7 @@ class ReviewTokenizer:
         pieces its encoding, offsets included, is the whole text's. Where it yields fewer, the
         whole text is tokenized again. The rest of a long review is never read.
         """
-        limit = PREFIX_CHARS_PER_PIECE * self.max_len
-        prefixes = [word_prefix(text, limit) for text in texts]
+        prefixes = self.word_prefixes(texts)
         encodings = self.backend.encode_batch(prefixes)
         short = [
             k

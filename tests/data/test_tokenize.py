@@ -12,13 +12,7 @@ from rayrec.data.lexicon import opinion_spans, opinion_words
 from rayrec.data.prepared import PreparedDataset
 from rayrec.data.review_reader import read_source
 from rayrec.data.sources import Source
-from rayrec.data.tokenize import (
-    PREFIX_CHARS_PER_PIECE,
-    ReviewTokenizer,
-    load_tokenizer,
-    opinion_token_mask,
-    word_prefix,
-)
+from rayrec.data.tokenize import ReviewTokenizer, load_tokenizer, opinion_token_mask
 from tests.conftest import MUSICAL_INSTRUMENTS
 
 
@@ -58,10 +52,10 @@ def test_a_long_review_is_tokenized_only_as_far_as_the_truncation_keeps() -> Non
     """The prefix encodings equal the tokenizer's on the whole texts (ids and offsets), also
     where a long text's prefix holds too few pieces and the whole text is tokenized again."""
     tokenizer = ReviewTokenizer("minilm", max_len=8)
-    limit = PREFIX_CHARS_PER_PIECE * tokenizer.max_len
     unknown_words = " ".join(["x" * 120] * 20)  # one [UNK] a word: 48 characters hold one piece
     texts = ["the tuner is great " * 40, unknown_words, "y" * 500, "short and great"]
-    assert [len(word_prefix(text, limit)) < len(text) for text in texts] == [1, 1, 0, 0]
+    prefixes = tokenizer.word_prefixes(texts)
+    assert [len(p) < len(t) for p, t in zip(prefixes, texts, strict=True)] == [1, 1, 0, 0]
     got = tokenizer.truncated_encodings(texts)
     want = tokenizer.backend.encode_batch(texts)
     assert [(e.ids, e.offsets) for e in got] == [(e.ids, e.offsets) for e in want]
