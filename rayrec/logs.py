@@ -13,6 +13,15 @@ Ray's console output back unchanged. In detail, without ``--verbose``:
   and the tracebacks it logs at ERROR when a task fails go to the file: every such failure
   is also raised to the caller, which reports it once (``rayrec prepare`` as one error line
   naming the log file, :func:`log_exception`);
+* what Ray's C++ core prints on the process's own stderr (file descriptor 2: the driver's
+  core worker logs there, e.g. Ray 2.60's ERROR line for every actor pool of Ray Data,
+  ``core_worker.cc: Actor with class name 'MapWorker(...)' ... has constructor arguments in
+  the object store and max_restarts > 0``, ray-project/ray#53727, which is no fault of the
+  job) goes to the log file too: descriptor 2 is pointed at the file and ``sys.stderr``, with
+  every logging handler that wrote to it, at a copy of the terminal's descriptor, so
+  Python's own lines (rayrec's, tracebacks, Ray's warnings) still reach the terminal. Only
+  where ``sys.stderr`` is descriptor 2 itself (a command's process, not a test's captured
+  output);
 * the driver's Ray Data context gets ``enable_progress_bars = False`` and
   ``print_on_execution_start = False`` (Ray Data's public knobs for the same lines; the
   WARNING Ray Data logs once about the first is dropped from the console too).
@@ -27,10 +36,12 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 import time
 import traceback
 from pathlib import Path
+from typing import TextIO
 
 LOG_DIR_ENV = "RAYREC_LOG_DIR"
 _FILE_ONLY = "rayrec.logfile"  # rayrec's records for the file alone (not propagated)
@@ -58,6 +69,7 @@ class _State:
     path: Path | None = None
     handler: logging.Handler | None = None
     verbose = False
+    original_stderr: TextIO | None = None  # while descriptor 2 is the log file's
 
 
 def default_log_dir() -> Path:
@@ -75,6 +87,43 @@ def _console_handlers(logger: logging.Logger) -> list[logging.Handler]:
         for h in logger.handlers
         if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
     ]
+
+
+def _restream(old: TextIO, new: TextIO) -> None:
+    """Point every logging handler that writes to ``old`` at ``new``."""
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, logging.StreamHandler) and handler.stream is old:
+                handler.setStream(new)
+
+
+def _native_stderr_to(path: Path | None) -> None:
+    """Descriptor 2 to ``path``, ``sys.stderr`` and its handlers kept on the terminal through
+    a copy of the descriptor; with ``None``, everything back as it was."""
+    if path is None:
+        if _State.original_stderr is not None:
+            copy, sys.stderr = sys.stderr, _State.original_stderr
+            copy.flush()
+            os.dup2(copy.fileno(), 2)
+            _restream(copy, sys.stderr)
+            copy.close()
+            _State.original_stderr = None
+        return
+    if _State.original_stderr is None:
+        try:
+            if sys.stderr.fileno() != 2:
+                return
+        except (AttributeError, OSError, ValueError):  # captured (a test's), or none
+            return
+        sys.stderr.flush()
+        copy = os.fdopen(os.dup(2), "w", buffering=1, encoding=sys.stderr.encoding,
+                         errors="backslashreplace")  # fmt: skip
+        _State.original_stderr, sys.stderr = sys.stderr, copy
+        _restream(_State.original_stderr, copy)
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 2)
+    os.close(log)
 
 
 def configure(command: str, verbose: bool = False) -> Path:
@@ -106,6 +155,7 @@ def configure(command: str, verbose: bool = False) -> Path:
     file_only = logging.getLogger(_FILE_ONLY)
     file_only.setLevel(logging.INFO)
     file_only.propagate = False
+    _native_stderr_to(None if verbose else path)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = verbose
     context.print_on_execution_start = verbose
@@ -118,8 +168,6 @@ def log_exception(err: BaseException) -> Path | None:
     log file and return its path; with ``--verbose`` print it to stderr too."""
     text = "".join(traceback.format_exception(err))
     if _State.verbose:
-        import sys
-
         print(text, file=sys.stderr, end="")
     if _State.handler is None:
         return None

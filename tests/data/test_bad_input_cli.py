@@ -84,6 +84,22 @@ def test_truncated_gzip_is_one_line_naming_the_log_with_the_traceback(cli, tmp_p
     assert not (tmp_path / "out").exists()
 
 
+def test_a_prepare_that_succeeds_prints_only_rayrecs_lines(cli, tmp_path: Path) -> None:
+    """Ray 2.60's driver prints an ERROR line of its C++ core for each Ray Data actor pool
+    (``core_worker.cc``, ray-project/ray#53727: the tokenizer's): it belongs in the log file,
+    with Ray's own lines, not on the terminal."""
+    source = write_amazon2018(tmp_path / "Kindle_Store_5.json.gz", amazon2018_lines(8, 8))
+    out = tmp_path / "out"
+    result = cli("--source", f"amazon2018:{source}", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith(f"prepared {out} in ") and result.stderr.count("\n") == 1
+    ours = [line for line in result.stdout.splitlines() if not line.startswith("[prepare] ")]
+    assert ours[0].split() == ["domain", "reviews", "users", "items"], result.stdout
+    assert not any("core_worker" in line or "pid=" in line for line in ours), result.stdout
+    (log,) = (tmp_path / "logs").iterdir()
+    assert "core_worker.cc" in log.read_text()  # Ray's line, in the file instead
+
+
 def test_verbose_shows_ray_output_and_the_traceback(
     ray_session, tmp_path: Path, capsys, monkeypatch
 ) -> None:
