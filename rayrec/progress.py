@@ -55,11 +55,13 @@ class Progress:
             self.report(self.text())
             self.last_tenth, self.last_line = tenth, now
 
-    def close(self) -> None:
+    def close(self, summary: bool = True) -> None:
+        """Clear the bar; with ``summary``, report the stage's total and time."""
         elapsed = time.perf_counter() - self.started
         if elapsed < self.quiet_for:
             return
         if self.on_terminal:
             sys.stdout.write("\r\033[K")
             sys.stdout.flush()
-        self.report(f"{self.stage}: {self.done:,} {self.unit} in {elapsed:.1f} s")
+        if summary:
+            self.report(f"{self.stage}: {self.done:,} {self.unit} in {elapsed:.1f} s")

@@ -40,6 +40,7 @@ from rayrec.data.index_stage import Report, index_reviews, write_table
 from rayrec.data.lexicon import lexicon_sha256
 from rayrec.data.prepare import SPLIT_NAMES
 from rayrec.data.prepared import MANIFEST, SCHEMA_VERSION, parquet_dataset
+from rayrec.data.read_progress import ByteCounter, run_with_progress
 from rayrec.data.review_reader import RANGE_BYTES, ReviewDatasource
 from rayrec.data.sources import (
     RECORD_SCHEMA,
@@ -52,6 +53,8 @@ from rayrec.data.sources import (
 from rayrec.data.tokenize import tokenizer_info
 from rayrec.data.tokenize_stage import tokenize_records
 from rayrec.progress import Progress
+
+READ_QUIET_S = 5.0  # a read that ends sooner shows no progress, only its end
 
 
 class PrepareConfig(BaseModel):
@@ -161,12 +164,22 @@ def _read(config: PrepareConfig, sources: list[Source], stages: _Stages, report:
         else None
         for s in sources
     ]
-    datasource = ReviewDatasource(sources, businesses, config.read_range_bytes)
+    counter = ByteCounter.remote()
+    datasource = ReviewDatasource(sources, businesses, config.read_range_bytes, counter)
     tasks = sum(len(r) for r in datasource.ranges)
     report(f"read: {len(sources)} file(s) in {tasks} read task(s)")
     for line in datasource.plan():
         report(f"read:   {line}")
-    ray.data.read_datasource(datasource).write_parquet(records)
+    try:
+        run_with_progress(
+            lambda: ray.data.read_datasource(datasource).write_parquet(records),
+            counter,
+            sum(datasource.sizes),
+            report,
+            quiet_for=READ_QUIET_S,
+        )
+    finally:
+        ray.kill(counter)
     report(f"read: done in {time.perf_counter() - mark:.1f} s")
     stages.done("read", inputs)
     return records

@@ -24,6 +24,7 @@ from typing import IO, Any
 
 import fsspec
 import pyarrow as pa
+from ray.actor import ActorHandle
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
@@ -53,6 +54,7 @@ class _HashingReader(io.RawIOBase):
     def __init__(self, raw: IO[bytes]) -> None:
         self.raw = raw
         self.digest = hashlib.sha256()
+        self.bytes_read = 0
 
     def readable(self) -> bool:
         return True
@@ -60,6 +62,7 @@ class _HashingReader(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         data = self.raw.read(len(buffer))
         self.digest.update(data)
+        self.bytes_read += len(data)
         buffer[: len(data)] = data
         return len(data)
 
@@ -134,6 +137,7 @@ class _RangeLines:
         self.uri, self.start, self.end = uri, start, end
         self.digest = hashlib.sha256()
         self.lines = 0
+        self.bytes_read = 0  # of the range, as far as its lines have been read
 
     def __iter__(self) -> Iterator[tuple[int, bytes]]:
         with fsspec.open(self.uri, "rb") as raw:
@@ -149,6 +153,7 @@ class _RangeLines:
                     return
                 self.digest.update(line)
                 self.lines += 1
+                self.bytes_read = position + len(line) - self.start
                 yield position, line
                 position += len(line)
 
@@ -185,8 +190,9 @@ def _csv_records(stream: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | Malf
         start = reader.line_num + 1
 
 
-def _open_records(source: Source) -> tuple[Iterator, Callable[[], str]]:
-    """The file's records and a function giving the SHA-256 of its bytes once read."""
+def _open_records(source: Source) -> tuple[Iterator, Callable[[], str], Callable[[], int]]:
+    """The file's records, a function giving the SHA-256 of its bytes once read, and one
+    giving how many of its bytes have been read so far."""
     name = source.uri.lower()
     raw = fsspec.open(source.uri, "rb").open()
     if name.endswith(".zip"):
@@ -197,13 +203,13 @@ def _open_records(source: Source) -> tuple[Iterator, Callable[[], str]]:
         if len(members) != 1:
             raise SourceError(f"{source.uri}: expected one file in the zip, found {members}")
         digest = hashlib.sha256(data).hexdigest()
-        return _csv_records(archive.open(members[0])), lambda: digest
+        return _csv_records(archive.open(members[0])), lambda: digest, lambda: len(data)
     hashing = _HashingReader(raw)
     stream: IO[bytes] = io.BufferedReader(hashing, CHUNK_SIZE)
     if name.endswith(".gz"):
         stream = gzip.GzipFile(fileobj=stream)  # type: ignore[assignment]
     records = _csv_records(stream) if ".csv" in name else _json_lines(stream)
-    return records, lambda: hashing.digest.hexdigest()
+    return records, lambda: hashing.digest.hexdigest(), lambda: hashing.bytes_read
 
 
 def read_source(
@@ -211,11 +217,14 @@ def read_source(
     index: int,
     businesses: frozenset[str] | None = None,
     byte_range: tuple[int, int, int] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Iterator[pa.Table]:
     """Every record of one file as Arrow blocks of :data:`RECORD_SCHEMA`, then one "eof" row.
 
     ``byte_range`` ``(range number, start, end)``: only the lines of an uncompressed JSON
-    lines file starting in ``[start, end)``, keyed by their byte offsets."""
+    lines file starting in ``[start, end)``, keyed by their byte offsets. ``progress`` is
+    called before each block with the bytes of the file (or range) read so far (compressed
+    bytes for a compressed file)."""
     if source.format == "yelp":
         to_fields: Callable[[dict[str, Any]], tuple] = yelp_record
     else:
@@ -223,13 +232,14 @@ def read_source(
         to_fields = lambda record: amazon_record(record, text_required)  # noqa: E731
     lines = None
     if byte_range is None:
-        plain, file_sha256 = _open_records(source)
+        plain, file_sha256, bytes_read = _open_records(source)
         records: Iterator[tuple[int, Any, int | None]] = (
             (line, record, None) for line, record in plain
         )
     else:
         lines = _RangeLines(source.uri, byte_range[1], byte_range[2])
         records = _json_range_records(lines)
+        bytes_read = lambda: lines.bytes_read  # noqa: E731
     block = _BlockBuilder(source, index)
     count = 0
     try:
@@ -253,6 +263,8 @@ def read_source(
                         status = "ok"
                     block.add(line, status, fields, position=position)
             if len(block) >= BLOCK_ROWS:
+                if progress is not None:
+                    progress(bytes_read())
                 yield block.flush()
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:
         raise SourceError(
@@ -298,11 +310,27 @@ def ranges_of(eofs: list[dict[str, Any]], uri: str) -> dict[str, Any]:
     }
 
 
+class _Counted:
+    """Called with the bytes a read task has read so far: adds what is new to a
+    :class:`~rayrec.data.read_progress.ByteCounter` (if any), without waiting for it."""
+
+    def __init__(self, counter: ActorHandle | None) -> None:
+        self.counter, self.sent = counter, 0
+
+    def __call__(self, bytes_read: int) -> None:
+        if self.counter is not None and bytes_read > self.sent:
+            self.counter.add.remote(bytes_read - self.sent)
+            self.sent = bytes_read
+
+
 class ReviewDatasource(Datasource):
     """Ray Data datasource over review files: ``ray.data.read_datasource(ReviewDatasource(...))``.
 
-    One read task per source file; ``businesses[i]`` is the Yelp business filter of source
-    ``i`` (or None).
+    One read task per source file or byte range; ``businesses[i]`` is the Yelp business
+    filter of source ``i`` (or None). With ``progress`` (a
+    :class:`~rayrec.data.read_progress.ByteCounter` actor) each task adds the bytes it has
+    read to it as it goes (before each block), and its whole file's or range's size by its
+    end, so that the counter reaches the sources' total size when the read is done.
     """
 
     def __init__(
@@ -310,9 +338,11 @@ class ReviewDatasource(Datasource):
         sources: list[Source],
         businesses: list[frozenset[str] | None] | None = None,
         range_bytes: int = RANGE_BYTES,
+        progress: ActorHandle | None = None,
     ) -> None:
         super().__init__()
         self.sources = sources
+        self.progress = progress
         self.businesses = businesses or [None] * len(sources)
         self.sizes = [storage.size(s.uri) for s in sources]
         self.ranges = [
@@ -353,9 +383,16 @@ class ReviewDatasource(Datasource):
                 byte_range = (number, start, end) if len(ranges) > 1 else None
 
                 def read(
-                    source=source, index=index, businesses=businesses, byte_range=byte_range
+                    source=source,
+                    index=index,
+                    businesses=businesses,
+                    byte_range=byte_range,
+                    size=end - start,
+                    counter=self.progress,
                 ) -> Iterator[pa.Table]:
-                    return read_source(source, index, businesses, byte_range)
+                    counted = _Counted(counter)
+                    yield from read_source(source, index, businesses, byte_range, counted)
+                    counted(size)
 
                 tasks.append(ReadTask(read, metadata, schema=RECORD_SCHEMA))
         return tasks

@@ -83,7 +83,36 @@ def test_compressed_and_csv_files_are_one_read_task(tmp_path: Path) -> None:
     assert len(datasource.get_read_tasks(1)) == 2 + len(datasource.ranges[1])
 
 
-def test_prepare_reads_json_by_ranges_and_says_so(ray_session, tmp_path: Path) -> None:
+def test_read_tasks_count_every_byte_of_every_file_once(
+    ray_session, tmp_path: Path, monkeypatch
+) -> None:
+    import ray
+
+    from rayrec.data import review_reader
+    from rayrec.data.read_progress import ByteCounter
+
+    text = "\n".join(_lines()) + "\n"
+    (tmp_path / "Kindle_Store_5.json.gz").write_bytes(gzip.compress(text.encode()))
+    (tmp_path / "Books_5.json").write_text(text)
+    sources = [Source("amazon2018", str(tmp_path / "Kindle_Store_5.json.gz"), "K"),
+               Source("amazon2018", str(tmp_path / "Books_5.json"), "B")]  # fmt: skip
+    counter = ByteCounter.remote()
+    datasource = ReviewDatasource(sources, range_bytes=1024, progress=counter)
+    assert len(datasource.ranges[1]) > 3
+    ray.data.read_datasource(datasource).materialize()
+    assert ray.get(counter.total.remote()) == sum(p.stat().st_size for p in tmp_path.iterdir())
+    # within a task: the bytes read so far, before each block (here of 5 records)
+    monkeypatch.setattr(review_reader, "BLOCK_ROWS", 5)
+    seen: list[int] = []
+    size = len(text.encode())
+    list(read_source(sources[1], 0, None, (0, 0, size), seen.append))
+    assert len(seen) == 36 // 5 and seen == sorted(set(seen)) and 0 < seen[-1] < size
+
+
+def test_prepare_reads_json_by_ranges_and_says_so(ray_session, tmp_path: Path, monkeypatch) -> None:
+    from rayrec.data import pipeline
+
+    monkeypatch.setattr(pipeline, "READ_QUIET_S", 0.0)  # show the read's progress, however short
     plain = tmp_path / "Kindle_Store_5.json"
     plain.write_text("\n".join(_lines()) + "\n")
     config = PrepareConfig(
@@ -94,6 +123,8 @@ def test_prepare_reads_json_by_ranges_and_says_so(ray_session, tmp_path: Path) -
     manifest = prepare(config, report=lines.append)
     tasks = len(byte_ranges(plain.stat().st_size, 1024))
     assert tasks > 5 and f"read: 1 file(s) in {tasks} read task(s)" in lines
+    kib = plain.stat().st_size // 1024
+    assert f"read: 100% ({kib:,} of {kib:,} KiB" in "\n".join(lines), lines
     assert any("Kindle_Store_5.json: " in x and "byte ranges" in x for x in lines)
     (source,) = manifest["sources"]
     assert source["read_ranges"] == tasks and source["records"] == 36
