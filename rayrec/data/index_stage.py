@@ -12,6 +12,7 @@ README, "Preparation at scale").
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 Report = Callable[[str], None]
 
 
+STEP_QUIET_S = 5.0  # an index stage that is still running after this names each next step
 WRITE_ROWS = 1 << 18  # rows per parquet row group, and per chunk of the pairs' writes
 #: Why a record is not in the prepared dataset (``manifest.json``'s ``dropped``), in words.
 DROP_REASONS = {
@@ -54,6 +56,20 @@ DROP_REASONS = {
     "not_target_user": "other domains' reviews by users not in the target domain",
     "held_out_copy": "other domains' copies of a validation or test review's text",
 }
+
+
+class _Steps:
+    """The index stage's progress, one line a step: it runs in the driver and has no fraction
+    to show, so it names the step it starts, once the stage has run for
+    :data:`STEP_QUIET_S` (a small corpus's index prints only its result)."""
+
+    def __init__(self, report: Report) -> None:
+        self.report, self.started = report, time.perf_counter()
+
+    def __call__(self, step: str) -> None:
+        elapsed = time.perf_counter() - self.started
+        if elapsed >= STEP_QUIET_S:
+            self.report(f"index: {step} ({elapsed:.0f} s in)")
 
 
 class NothingLeft(SourceError):
@@ -146,7 +162,9 @@ def index_reviews(
     """The review index of the staged ``records``: writes ``pairs/``, ``ranking/`` and
     ``ids/`` under ``config.out``; returns the kept records' ids (by review_key) and the
     manifest entries it measured."""
+    step = _Steps(report)
     reviews, names = read_index_columns(records)
+    step(f"{len(reviews):,} readable reviews; duplicates, k-core")
     source_summary = check_malformed(names.bookkeeping, sources, config.max_malformed)
     counts = names.status_counts
     records_total = sum(counts.values()) - counts.get("eof", 0)
@@ -166,6 +184,7 @@ def index_reviews(
     if not core.any():
         raise NothingLeft(_nothing_left(config, target, records_total, dropped))
 
+    step(f"{int(core.sum()):,} target reviews kept; ids, split, documents")
     target_rows = reviews.take(core)
     other_rows = reviews.take(cross)
     other_domain = domain_idx[cross]
@@ -198,6 +217,7 @@ def index_reviews(
         f"{target}; {len(other_rows):,} cross-domain reviews"
     )
 
+    step("writing pairs/")
     out = config.out
     for code, name in enumerate(SPLIT_NAMES):
         rows = np.flatnonzero(split == code)
@@ -219,6 +239,7 @@ def index_reviews(
             storage.join(out, "pairs", f"{name}.parquet"),
         )
     del user_docs, item_docs  # written: the ranking view's sampling needs the room
+    step(f"ranking view: {config.negatives} sampled negatives per held-out user")
     ranking = ranking_view(user_idx, item_idx, split, len(items), config.negatives, config.seed)
     for name in SPLIT_NAMES:
         write_table(getattr(ranking, name), storage.join(out, "ranking", f"{name}.parquet"))

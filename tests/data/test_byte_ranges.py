@@ -110,9 +110,10 @@ def test_read_tasks_count_every_byte_of_every_file_once(
 
 
 def test_prepare_reads_json_by_ranges_and_says_so(ray_session, tmp_path: Path, monkeypatch) -> None:
-    from rayrec.data import pipeline
+    from rayrec.data import index_stage, pipeline
 
-    monkeypatch.setattr(pipeline, "READ_QUIET_S", 0.0)  # show the read's progress, however short
+    monkeypatch.setattr(pipeline, "READ_QUIET_S", 0.0)  # show the progress, however short
+    monkeypatch.setattr(index_stage, "STEP_QUIET_S", 0.0)
     plain = tmp_path / "Kindle_Store_5.json"
     plain.write_text("\n".join(_lines()) + "\n")
     config = PrepareConfig(
@@ -125,6 +126,13 @@ def test_prepare_reads_json_by_ranges_and_says_so(ray_session, tmp_path: Path, m
     assert tasks > 5 and f"read: 1 file(s) in {tasks} read task(s)" in lines
     kib = plain.stat().st_size // 1024
     assert f"read: 100% ({kib:,} of {kib:,} KiB" in "\n".join(lines), lines
+    steps = [x.split(" (")[0] for x in lines if x.startswith("index: ") and " s in)" in x]
+    assert steps == [
+        "index: 35 readable reviews; duplicates, k-core",
+        "index: 35 target reviews kept; ids, split, documents",
+        "index: writing pairs/",
+        "index: ranking view: 2 sampled negatives per held-out user",
+    ]
     assert any("Kindle_Store_5.json: " in x and "byte ranges" in x for x in lines)
     (source,) = manifest["sources"]
     assert source["read_ranges"] == tasks and source["records"] == 36
