@@ -121,6 +121,9 @@ def test_run_and_sweep_refusals(
         "--resume needs --name of an existing run",
     )
     one_error_line(
+        capsys, ["train", "biased_mf", runs, "--resume", "auto"], "--resume auto needs --name"
+    )
+    one_error_line(
         capsys,
         ["train", "ubert_finetune", data, runs, f"--pretrained={tmp_path / 'none.safetensors'}"],
         "--pretrained",
