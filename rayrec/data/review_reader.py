@@ -24,6 +24,8 @@ from typing import IO, Any
 
 import fsspec
 import pyarrow as pa
+import ray
+from ray import ObjectRef
 from ray.actor import ActorHandle
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
@@ -312,15 +314,25 @@ def ranges_of(eofs: list[dict[str, Any]], uri: str) -> dict[str, Any]:
 
 class _Counted:
     """Called with the bytes a read task has read so far: adds what is new to a
-    :class:`~rayrec.data.read_progress.ByteCounter` (if any), without waiting for it."""
+    :class:`~rayrec.data.read_progress.ByteCounter` (if any), without waiting for it;
+    :meth:`finish` waits, so that a task's bytes are all counted once it has returned (an
+    actor runs one caller's calls in order, but calls from the driver may overtake them)."""
 
     def __init__(self, counter: ActorHandle | None) -> None:
         self.counter, self.sent = counter, 0
 
-    def __call__(self, bytes_read: int) -> None:
-        if self.counter is not None and bytes_read > self.sent:
-            self.counter.add.remote(bytes_read - self.sent)
-            self.sent = bytes_read
+    def __call__(self, bytes_read: int) -> ObjectRef | None:
+        if self.counter is None or bytes_read <= self.sent:
+            return None
+        added = self.counter.add.remote(bytes_read - self.sent)
+        self.sent = bytes_read
+        return added
+
+    def finish(self, size: int) -> None:
+        """Count the task's whole file or range (``size`` bytes) and wait for the counter."""
+        added = self(size)
+        if added is not None:
+            ray.get(added)
 
 
 class ReviewDatasource(Datasource):
@@ -392,7 +404,7 @@ class ReviewDatasource(Datasource):
                 ) -> Iterator[pa.Table]:
                     counted = _Counted(counter)
                     yield from read_source(source, index, businesses, byte_range, counted)
-                    counted(size)
+                    counted.finish(size)
 
                 tasks.append(ReadTask(read, metadata, schema=RECORD_SCHEMA))
         return tasks
