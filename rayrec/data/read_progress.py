@@ -59,10 +59,11 @@ def run_with_progress(
 
     thread = threading.Thread(target=run, name="rayrec-read", daemon=True)
     thread.start()
-    while thread.is_alive():
+    while True:  # the last update comes after the read has ended: the whole count
         thread.join(POLL_S)
         progress.update(ray.get(counter.total.remote()) // size)
+        if not thread.is_alive():
+            break
     if failure:
         raise failure[0]
-    progress.update(ray.get(counter.total.remote()) // size)
     progress.close(summary=False)  # the caller reports the stage's end

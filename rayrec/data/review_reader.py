@@ -339,7 +339,7 @@ class ReviewDatasource(Datasource):
     """Ray Data datasource over review files: ``ray.data.read_datasource(ReviewDatasource(...))``.
 
     One read task per source file or byte range; ``businesses[i]`` is the Yelp business
-    filter of source ``i`` (or None). With ``progress`` (a
+    filter of source ``i`` (or None). With ``counter`` (a
     :class:`~rayrec.data.read_progress.ByteCounter` actor) each task adds the bytes it has
     read to it as it goes (before each block), and its whole file's or range's size by its
     end, so that the counter reaches the sources' total size when the read is done.
@@ -350,11 +350,11 @@ class ReviewDatasource(Datasource):
         sources: list[Source],
         businesses: list[frozenset[str] | None] | None = None,
         range_bytes: int = RANGE_BYTES,
-        progress: ActorHandle | None = None,
+        counter: ActorHandle | None = None,
     ) -> None:
         super().__init__()
         self.sources = sources
-        self.progress = progress
+        self.counter = counter
         self.businesses = businesses or [None] * len(sources)
         self.sizes = [storage.size(s.uri) for s in sources]
         self.ranges = [
@@ -400,7 +400,7 @@ class ReviewDatasource(Datasource):
                     businesses=businesses,
                     byte_range=byte_range,
                     size=end - start,
-                    counter=self.progress,
+                    counter=self.counter,
                 ) -> Iterator[pa.Table]:
                     counted = _Counted(counter)
                     yield from read_source(source, index, businesses, byte_range, counted)

@@ -97,7 +97,7 @@ def test_read_tasks_count_every_byte_of_every_file_once(
     sources = [Source("amazon2018", str(tmp_path / "Kindle_Store_5.json.gz"), "K"),
                Source("amazon2018", str(tmp_path / "Books_5.json"), "B")]  # fmt: skip
     counter = ByteCounter.remote()
-    datasource = ReviewDatasource(sources, range_bytes=1024, progress=counter)
+    datasource = ReviewDatasource(sources, range_bytes=1024, counter=counter)
     assert len(datasource.ranges[1]) > 3
     ray.data.read_datasource(datasource).materialize()
     assert ray.get(counter.total.remote()) == sum(p.stat().st_size for p in tmp_path.iterdir())
