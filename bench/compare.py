@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,20 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
             "train.init_from={biased_mf}",
         ],
     ),
+    # U-BERT's pre-training (eq. 9: masked opinion tokens + opinion rating) on the split's own
+    # training reviews (data.pretrain_reviews=target_train: no public corpus shares MI's
+    # users), every MiniLM layer trained, the preset's 2 epochs at lr 5e-5
+    "ubert_pretrain_in": ("ubert_pretrain", ["data.pretrain_reviews=target_train"]),
+    # ubert_frozen_e8 started from that pre-training: its encoder frozen (a store of its own
+    # states), its user embeddings, user encoder and domain table carried over
+    "ubert_in_e8": (
+        "ubert_finetune",
+        [
+            *UBERT_FROZEN_LONG,
+            "train.lr=3e-4",
+            "model.params.pretrained={ubert_pretrain_in}/model.safetensors",
+        ],
+    ),
     "ubert_top1": ("ubert_finetune", ["model.params.trainable_layers=1"]),
     "bertrs": ("bertrs", []),
     # BERT-RS with MiniLM frozen but its pooler (eq. 7), pair text of 64 word pieces, one
@@ -123,6 +138,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     ),
 }
 REFERENCE = "biased_mf"
+RUN_OF = re.compile(r"\{(\w+)\}")
+NOT_RATED = ("bertrs", "ubert_pretrain")  # models without a test MSE
 
 
 def run_variant(variant: str, data: str, seed: int, root: str, extra: list[str]) -> dict:
@@ -132,9 +149,11 @@ def run_variant(variant: str, data: str, seed: int, root: str, extra: list[str])
     if storage.exists(done):
         return storage.read_json(done)
     model, overrides = VARIANTS[variant]
-    if any("{biased_mf}" in o for o in overrides):  # a warm start from this split's MF run
-        mf = run_variant(REFERENCE, data, seed, root, [])["output"]
-        overrides = [o.replace("{biased_mf}", mf) for o in overrides]
+    # {VARIANT}: the directory of that variant's run on the same split (a warm start from the
+    # split's MF run, U-BERT's pre-training), trained first if it is not there yet
+    for needed in sorted({m for o in overrides for m in RUN_OF.findall(o)}):
+        output = run_variant(needed, data, seed, root, [])["output"]
+        overrides = [o.replace(f"{{{needed}}}", output) for o in overrides]
     cfg = load_config(
         model,
         overrides=[*overrides, *extra, f"run.storage={root}", f"run.name={name}"],
@@ -175,7 +194,7 @@ def rating_table(results: dict[str, list[dict]], seeds: list[int]) -> tuple[list
     ]
     figures: dict[str, Any] = {}
     for variant, runs in results.items():
-        if VARIANTS[variant][0] == "bertrs":
+        if VARIANTS[variant][0] in NOT_RATED:
             continue
         mse = [r["test"]["mse"] for r in runs]
         row = {"test_mse": mse, "val_mse": [r["best_val"]["val_mse"] for r in runs]}
