@@ -73,6 +73,22 @@ def apply_blend(weights: np.ndarray, predictions: np.ndarray) -> np.ndarray:
     return np.clip(weights[0] + predictions @ weights[1:], *RATING_RANGE)
 
 
+def check_same_pairs(tables: dict[str, dict[str, pa.Table]]) -> None:
+    """Every member scored the same pairs in the same order (blend_seed stacks their columns)."""
+    first, *others = tables
+    for m in others:
+        for split in SPLITS:
+            same = all(
+                np.array_equal(
+                    tables[m][split].column(key).to_numpy(),
+                    tables[first][split].column(key).to_numpy(),
+                )
+                for key in ("user_idx", "item_idx")
+            )
+            if not same:
+                raise SystemExit(f"{m}: its {split} predictions are not of the same pairs")
+
+
 def blend_seed(members: list[str], tables: dict[str, dict[str, pa.Table]]) -> dict:
     """Fit on validation, score on test: one seed's blend figures."""
     columns = {
@@ -85,17 +101,6 @@ def blend_seed(members: list[str], tables: dict[str, dict[str, pa.Table]]) -> di
         split: tables[members[0]][split].column("rating").to_numpy().astype(np.float64)
         for split in SPLITS
     }
-    for m in members[1:]:  # every member scored the same pairs in the same order
-        for split in SPLITS:
-            same = all(
-                np.array_equal(
-                    tables[m][split].column(key).to_numpy(),
-                    tables[members[0]][split].column(key).to_numpy(),
-                )
-                for key in ("user_idx", "item_idx")
-            )
-            if not same:
-                raise SystemExit(f"{m}: its {split} predictions are not of the same pairs")
     weights = fit_blend(columns["val"], ratings["val"])
     mse = {
         split: float(np.mean((apply_blend(weights, columns[split]) - ratings[split]) ** 2))
@@ -126,17 +131,20 @@ def main() -> None:
     reference: list[float] = []
     per_seed: list[dict[str, dict[str, pa.Table]]] = []
     for data, seed in zip(args.data, seeds, strict=True):
-        tables = {}
-        for m in members:
-            run = run_variant(m, data, seed, root, [])
-            tables[m] = member_predictions(
+        runs = {m: run_variant(m, data, seed, root, []) for m in members}
+        tables = {
+            m: member_predictions(
                 run["output"], storage.join(root, "predictions", f"{m}-seed{seed}")
             )
+            for m, run in runs.items()
+        }
+        check_same_pairs(tables)
         per_seed.append(tables)
-        reference.append(run_variant(REFERENCE, data, seed, root, [])["test"]["mse"])
+        reference.append(runs[REFERENCE]["test"]["mse"])
     head = " | ".join(f"seed {s}" for s in seeds)
     lines = [
-        f"| blend | {head} | mean ± std | Δ vs MF per seed | wins | seed 0 weights: w0; members |",
+        f"| blend | {head} | mean ± std | Δ vs MF per seed | wins "
+        f"| seed {seeds[0]} weights: w0; members |",
         "|---|" + "---:|" * (len(seeds) + 3) + "---|",
     ]
     for blend in blends:
