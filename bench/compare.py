@@ -56,10 +56,6 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "ncf": ("ncf", []),
     "deepconn": ("deepconn", []),
     "safmr": ("safmr", []),
-    "safmr_joint": (  # not the paper: the source CNNs also learn the rating (safmr.py)
-        "safmr",
-        ["model.params.source_rating_weight=1.0", "train.lr=2e-3", "train.epochs=6"],
-    ),
     "sifn": ("sifn", []),
     # SIFN's biases warm-started from the same split's tuned biased MF (a residual text model,
     # rayrec.train.warm_start); {biased_mf} is that run's directory. lr 1e-3 chosen on seed 0's

@@ -69,15 +69,6 @@ Readings of what the paper leaves open:
   DeepCoNN. ``w0`` of both SA-FMs starts at the training mean rating.
 * ``k``, the SA-FM embedding width, is not given; 8 by default.
 
-A switch that departs from the paper (off by default): ``source_rating_weight`` μ adds the
-source network's rating loss to the transform step, ``loss_transform + μ · loss_B``, with
-``SA-FM_B`` held fixed there (its weights are read detached: the gradient reaches ``C_L`` and,
-through it, the source CNNs and the Transform, never ``SA-FM_B``, which stays the source step's
-alone). In the paper (as in TransNets) the source CNNs learn only to imitate ``X_A`` (eq. 13),
-so they learn the rating only as far as ``X_A`` carries it; on Musical Instruments their
-``C_L`` regresses to the mean of ``X_A`` and the source network predicts the global mean
-(README, "SAFMR"). With μ > 0 they learn the rating directly, as DeepCoNN's CNNs do.
-
 Training settings of the paper (the loop's, not this module's): Adam, lr 0.008 with decay
 0.99, batch 128, 15 epochs.
 """
@@ -89,9 +80,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import Tensor, nn
-from torch.func import functional_call
 
 from rayrec.models.base import ALL_PHASES, Batch, DataInfo, ModelOutput, ModelSpec, RecModel
 from rayrec.models.baselines import (
@@ -122,7 +111,6 @@ class SAFMRConfig(ReviewCNNConfig):
     transform_layers: int = 2  # L
     activation: Literal["tanh", "relu"] = "tanh"  # f of eq. 4 and φ of eq. 10
     rating_loss: Literal["l1", "mse"] = "l1"  # eq. 12 and 14: the paper's L1, or squared error
-    source_rating_weight: float = Field(0.0, ge=0)  # μ: loss_B in the transform step (not paper)
 
 
 class Transform(nn.Module):
@@ -197,11 +185,6 @@ class SAFMR(RecModel):
         x_c = self.dropout(self.activation(self.item_cnn(*document(batch, "item"))))
         return self.transform(torch.cat([x_b, x_c], dim=-1))
 
-    def fixed_source_fm(self, c_l: Tensor) -> tuple[Tensor, Tensor]:
-        """``SA-FM_B(C_L)`` with its weights detached: gradients reach ``C_L`` only."""
-        weights = {name: p.detach() for name, p in self.source_fm.named_parameters()}
-        return functional_call(self.source_fm, weights, (c_l,))
-
     def forward(self, batch: Batch, phase: str = ALL_PHASES) -> ModelOutput:
         if phase == "target":
             prediction, attention = self.target_fm(self.dropout(self.target_features(batch)))
@@ -211,15 +194,10 @@ class SAFMR(RecModel):
             with torch.no_grad():
                 x_a = self.target_features(batch)
             c_l = self.source_features(batch)
+            with torch.no_grad():
+                prediction, _ = self.source_fm(c_l)
             loss = (c_l - x_a).square().sum(dim=-1).mean()
-            weight = self.config.source_rating_weight
-            if weight == 0:
-                with torch.no_grad():
-                    prediction, _ = self.source_fm(c_l)
-                return {"loss": loss, "prediction": prediction}
-            prediction, _ = self.fixed_source_fm(c_l)
-            loss = loss + weight * self.rating_loss(prediction, batch["rating"].float())
-            return {"loss": loss, "prediction": prediction.detach()}
+            return {"loss": loss, "prediction": prediction}
         if phase == "source":
             with torch.no_grad():
                 c_l = self.source_features(batch)
