@@ -49,13 +49,18 @@ UBERT_FROZEN_LONG = [
     "train.epochs=8",
     "train.patience=2",
 ]
+WORD_VECTORS = ["model.params.word_vectors=minilm", "model.params.embed_dim=384"]
 # name -> (model, overrides on top of its preset)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "global_mean": ("global_mean", []),
     "biased_mf": ("biased_mf", []),
     "ncf": ("ncf", []),
     "deepconn": ("deepconn", []),
+    # the CNNs' word embeddings started from MiniLM's 384-d word-piece table (pre-trained
+    # word vectors, as DeepCoNN's and SAFMR's papers use) and trained further
+    "deepconn_wv": ("deepconn", WORD_VECTORS),
     "safmr": ("safmr", []),
+    "safmr_wv": ("safmr", WORD_VECTORS),
     "sifn": ("sifn", []),
     # SIFN's biases warm-started from the same split's tuned biased MF (a residual text model,
     # rayrec.train.warm_start); {biased_mf} is that run's directory. lr 1e-3 chosen on seed 0's

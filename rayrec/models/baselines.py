@@ -14,9 +14,11 @@
   max over time, fully connected layer: the shared :class:`~rayrec.models.encoders.TextCNN`),
   dropout, and an FM on ``[x_u; x_i]``, MSE. Defaults are SAFMR's Table 3 CNN settings, so
   that the two compare like with like: 100 filters of width 3, 50 features per side,
-  300-d word embeddings (learned, over the BERT uncased vocabulary the data is tokenized
-  with), dropout 0.5; FM factors k = 8 (not given by either paper). The CNN output is linear
-  (no activation) and dropout sits on ``[x_u; x_i]``.
+  300-d word embeddings (learned from N(0, 1), over the BERT uncased vocabulary the data is
+  tokenized with; ``word_vectors: minilm`` starts them from MiniLM's 384-d word-piece table
+  instead, the pre-trained vectors DeepCoNN's paper uses being word2vec's), dropout 0.5; FM
+  factors k = 8 (not given by either paper). The CNN output is linear (no activation) and
+  dropout sits on ``[x_u; x_i]``.
 * :class:`NCF`: NeuMF of X. He, L. Liao, H. Zhang, L. Nie, X. Hu, T.-S. Chua, "Neural
   Collaborative Filtering", WWW 2017 (GMF and MLP branches fused by one output layer),
   without text. The paper scores implicit feedback with a sigmoid and log loss; for the
@@ -61,7 +63,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from rayrec.models.base import ALL_PHASES, Batch, DataInfo, ModelOutput, ModelSpec, RecModel
-from rayrec.models.encoders import TextCNN
+from rayrec.models.encoders import TextCNN, word_vectors
 from rayrec.models.fm import FM
 
 RATING_METRICS = ("mse", "rmse", "mae")
@@ -104,12 +106,43 @@ class ReviewCNNConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    embed_dim: int = 300  # learned word embeddings over DataInfo.vocab_size
+    embed_dim: int = 300  # word embeddings over DataInfo.vocab_size
+    # pre-trained word vectors: a BERT backbone source ("minilm", a directory, s3://) whose
+    # word-piece table starts the embeddings (embed_dim must be its width: 384 for MiniLM);
+    # None: learned from N(0, 1)
+    word_vectors: str | None = None
+    freeze_word_vectors: bool = False  # keep the pre-trained vectors fixed
     kernel_size: int = 3
     n_filters: int = 100
     cnn_out_dim: int = 50  # width of the CNN's fully connected output
     max_reviews: int | None = None  # review slots read per document (None: all)
     max_review_len: int | None = None  # tokens read per review (None: all)
+
+    def text_cnn(self, vocab_size: int, vectors: Tensor | None) -> TextCNN:
+        """A :class:`TextCNN` of these settings, its embeddings started from ``vectors``."""
+        return TextCNN(
+            vocab_size,
+            embed_dim=self.embed_dim,
+            kernel_size=self.kernel_size,
+            n_filters=self.n_filters,
+            out_dim=self.cnn_out_dim,
+            vectors=vectors,
+            freeze_vectors=self.freeze_word_vectors,
+        )
+
+    def load_word_vectors(self) -> Tensor | None:
+        """The ``word_vectors`` table, or None; an error naming the field if its width is not
+        ``embed_dim``."""
+        if self.word_vectors is None:
+            return None
+        vectors = word_vectors(self.word_vectors)
+        if vectors.shape[1] != self.embed_dim:
+            raise ValueError(
+                f"model.params.word_vectors {self.word_vectors!r} are {vectors.shape[1]} wide "
+                f"but model.params.embed_dim is {self.embed_dim}: set embed_dim to "
+                f"{vectors.shape[1]}"
+            )
+        return vectors
 
 
 def document(batch: Batch, side: str) -> tuple[Tensor, Tensor, Tensor]:
@@ -124,15 +157,11 @@ def document(batch: Batch, side: str) -> tuple[Tensor, Tensor, Tensor]:
 class DocumentCNN(nn.Module):
     """A :class:`TextCNN` over a concatenated review document: ``[B, M, L] -> [B, out]``."""
 
-    def __init__(self, vocab_size: int, config: ReviewCNNConfig) -> None:
+    def __init__(
+        self, vocab_size: int, config: ReviewCNNConfig, vectors: Tensor | None = None
+    ) -> None:
         super().__init__()
-        self.cnn = TextCNN(
-            vocab_size,
-            embed_dim=config.embed_dim,
-            kernel_size=config.kernel_size,
-            n_filters=config.n_filters,
-            out_dim=config.cnn_out_dim,
-        )
+        self.cnn = config.text_cnn(vocab_size, vectors)
         self.max_reviews = config.max_reviews
         self.max_review_len = config.max_review_len
 
@@ -239,8 +268,9 @@ class DeepCoNN(RecModel):
     def __init__(self, config: DeepCoNNConfig, data_info: DataInfo) -> None:
         super().__init__()
         self.config = config
-        self.user_cnn = DocumentCNN(data_info.vocab_size, config)
-        self.item_cnn = DocumentCNN(data_info.vocab_size, config)
+        vectors = config.load_word_vectors()
+        self.user_cnn = DocumentCNN(data_info.vocab_size, config, vectors)
+        self.item_cnn = DocumentCNN(data_info.vocab_size, config, vectors)
         self.dropout = nn.Dropout(config.dropout)
         self.fm = FM(2 * config.cnn_out_dim, config.fm_k, bias=data_info.global_mean)
 

@@ -309,6 +309,14 @@ class ReviewEncoder(nn.Module):
         return ReviewStates(hidden, hidden[..., 0, :], pooled)
 
 
+def word_vectors(source: str) -> Tensor:
+    """The input word-piece embedding table ``[vocab, width]`` of BERT backbone ``source``
+    (as :func:`build_bert` loads it): pre-trained word vectors for the text CNNs."""
+    with torch.no_grad():
+        table = build_bert(source, frozen=True, add_pooling_layer=False).get_input_embeddings()
+        return table.weight.detach().clone()
+
+
 class TextCNN(nn.Module):
     """Kim-style text CNN (DeepCoNN, SAFMR): embed -> conv1d -> ReLU -> max over time -> FC.
 
@@ -316,6 +324,10 @@ class TextCNN(nn.Module):
     (as if the convolution's own zero padding continued), the convolution is "same"-padded so
     output position t is centred on token t, and the max over time runs over real tokens only:
     appending padding never changes the output. An all-padding review pools to zeros.
+
+    ``vectors`` (``[vocab_size, embed_dim]``, e.g. :func:`word_vectors`) starts the embedding
+    table from pre-trained word vectors, trained further unless ``freeze_vectors``; without
+    them it starts at ``nn.Embedding``'s N(0, 1).
     """
 
     def __init__(
@@ -325,9 +337,20 @@ class TextCNN(nn.Module):
         kernel_size: int = 3,
         n_filters: int = 100,
         out_dim: int = 50,
+        vectors: Tensor | None = None,
+        freeze_vectors: bool = False,
     ) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embed_dim)
+        if vectors is not None:
+            if vectors.shape != self.embedding.weight.shape:
+                raise ValueError(
+                    f"word vectors are {tuple(vectors.shape)}, the CNN's embedding table "
+                    f"{tuple(self.embedding.weight.shape)} (vocabulary, embed_dim)"
+                )
+            with torch.no_grad():
+                self.embedding.weight.copy_(vectors)
+            self.embedding.weight.requires_grad_(not freeze_vectors)
         self.conv = nn.Conv1d(embed_dim, n_filters, kernel_size, padding="same")
         self.fc = nn.Linear(n_filters, out_dim)
 

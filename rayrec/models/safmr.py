@@ -46,9 +46,11 @@ Readings of what the paper leaves open:
   concatenated into one token sequence (:func:`~rayrec.models.baselines.concat_reviews`), the
   first ``max_reviews`` = 10 reviews of at most ``max_review_len`` = 80 tokens each (Table 3);
   the target review is cut to ``max_review_len`` as well.
-* Word embeddings: learned, 300-d, over the BERT uncased vocabulary the data is tokenized with
-  (the paper uses pre-trained word vectors over its own 50,000-word vocabulary). Each of the
-  three CNNs has its own embedding table, so that the phases stay disjoint.
+* Word embeddings: over the BERT uncased vocabulary the data is tokenized with, learned
+  from N(0, 1) (300-d), or, closer to the paper's pre-trained word vectors over its own
+  50,000-word vocabulary, started from MiniLM's word-piece table (``word_vectors: minilm``,
+  384-d). Each of the three CNNs has its own embedding table (a copy of the same vectors),
+  so that the phases stay disjoint.
 * Transform sizes: ``G_1 ∈ R^{2n×n}`` (``C_0`` is ``[X_B X_C]``, 2n wide), ``G_l ∈ R^{n×n}``
   after (the paper prints n×n for all); ``G_l`` ~ truncated normal (std 0.1, cut at 2 std),
   ``g_l = 0.1``.
@@ -90,7 +92,6 @@ from rayrec.models.baselines import (
     ReviewCNNConfig,
     document,
 )
-from rayrec.models.encoders import TextCNN
 from rayrec.models.fm import SAFM
 
 TARGET_FIELDS = ("target_input_ids", "target_attention_mask")
@@ -144,16 +145,11 @@ class SAFMR(RecModel):
         super().__init__()
         self.config = config
         n, k, mean = config.cnn_out_dim, config.fm_k, data_info.global_mean
-        self.target_cnn = TextCNN(
-            data_info.vocab_size,
-            embed_dim=config.embed_dim,
-            kernel_size=config.kernel_size,
-            n_filters=config.n_filters,
-            out_dim=n,
-        )
+        vectors = config.load_word_vectors()
+        self.target_cnn = config.text_cnn(data_info.vocab_size, vectors)
         self.target_fm = SAFM(n, k, bias=mean)
-        self.user_cnn = DocumentCNN(data_info.vocab_size, config)
-        self.item_cnn = DocumentCNN(data_info.vocab_size, config)
+        self.user_cnn = DocumentCNN(data_info.vocab_size, config, vectors)
+        self.item_cnn = DocumentCNN(data_info.vocab_size, config, vectors)
         self.activation = torch.tanh if config.activation == "tanh" else torch.relu
         self.transform = Transform(2 * n, n, config.transform_layers, self.activation)
         self.source_fm = SAFM(n, k, bias=mean)

@@ -20,6 +20,7 @@ from rayrec.models.baselines import (
     NCFConfig,
     concat_reviews,
 )
+from rayrec.models.encoders import word_vectors
 from rayrec.models.fm import FM
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -253,3 +254,40 @@ def test_untrained_deepconn_predicts_the_global_mean(data_info, rating_batch) ->
     with torch.no_grad():
         prediction = model(rating_batch)["prediction"]
     assert (prediction - data_info.global_mean).abs().max() < 0.25, prediction
+
+
+def test_deepconn_starts_from_pretrained_word_vectors(data_info) -> None:
+    table = word_vectors("tiny")
+    model = _build("deepconn", data_info, word_vectors="tiny", embed_dim=table.shape[1])
+    for cnn in (model.user_cnn.cnn, model.item_cnn.cnn):
+        assert torch.equal(cnn.embedding.weight, table)
+        assert cnn.embedding.weight.requires_grad
+    # two tables, not one shared: training the user side leaves the item side's vectors alone
+    assert model.user_cnn.cnn.embedding.weight is not model.item_cnn.cnn.embedding.weight
+    frozen = _build(
+        "deepconn",
+        data_info,
+        word_vectors="tiny",
+        embed_dim=table.shape[1],
+        freeze_word_vectors=True,
+    )
+    trainable = {id(p) for p in frozen.phase_parameters("all")}
+    assert id(frozen.user_cnn.cnn.embedding.weight) not in trainable
+    assert id(frozen.fm.factors) in trainable
+
+
+def test_word_vectors_of_another_width_name_the_field(data_info) -> None:
+    with pytest.raises(
+        ValueError, match=r"word_vectors 'tiny' are 32 wide but model.params.embed_dim is 16"
+    ):
+        _build("deepconn", data_info, word_vectors="tiny")
+
+
+def test_minilm_word_vectors_are_its_word_piece_table() -> None:
+    from safetensors import safe_open
+
+    from rayrec.models.backbone_paths import minilm_dir
+
+    with safe_open(str(minilm_dir() / "model.safetensors"), "pt") as weights:
+        expected = weights.get_tensor("embeddings.word_embeddings.weight")
+    assert torch.equal(word_vectors("minilm"), expected)

@@ -168,3 +168,17 @@ def test_rating_loss_is_the_configured_one(data_info, safmr_batch, rating_loss) 
         other = _safmr(data_info, rating_loss="mse" if rating_loss == "l1" else "l1").eval()
         transform = model(safmr_batch, phase="transform")["loss"]
         assert torch.equal(transform, other(safmr_batch, phase="transform")["loss"])
+
+
+def test_each_network_copies_the_pretrained_word_vectors(data_info) -> None:
+    from rayrec.models.encoders import word_vectors
+
+    table = word_vectors("tiny")
+    model = _safmr(data_info, word_vectors="tiny", embed_dim=table.shape[1])
+    embeddings = [
+        model.target_cnn.embedding.weight,
+        model.user_cnn.cnn.embedding.weight,
+        model.item_cnn.cnn.embedding.weight,
+    ]
+    assert all(torch.equal(weight, table) for weight in embeddings)
+    assert len({id(weight) for weight in embeddings}) == 3  # the phases stay disjoint
