@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from compare import REFERENCE, VARIANTS, run_variant, summary
+from compare import REFERENCE, VARIANTS, run_variant, split_seeds, summary
 
 from rayrec.data import storage
 from rayrec.data.prepared import read_table
@@ -112,14 +112,14 @@ def blend_seed(members: list[str], tables: dict[str, dict[str, pa.Table]]) -> di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", nargs="+", required=True, help="one prepared split per seed")
-    parser.add_argument("--seeds", nargs="+", type=int, help="default: 0, 1, ... per --data")
+    parser.add_argument("--seeds", nargs="+", type=int, help="default: each split's manifest seed")
     parser.add_argument("--storage", required=True, help="bench/compare.py's runs")
     parser.add_argument("--blends", nargs="+", required=True, help="VARIANT+VARIANT[+...]")
     parser.add_argument("--verbose", action="store_true", help="Ray's own console output")
     args = parser.parse_args()
     log = configure("bench-blend", verbose=args.verbose)
     print(f"Ray's log: {log}")
-    seeds = args.seeds or list(range(len(args.data)))
+    seeds = split_seeds(args.data, args.seeds)
     blends = [b.split("+") for b in args.blends]
     members = sorted({m for b in blends for m in b} | {REFERENCE})
     unknown = set(members) - VARIANTS.keys()

@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from rayrec.data import storage
+from rayrec.data.prepared import MANIFEST, PreparedDataset
 from rayrec.logs import configure
 from rayrec.train.config import load_config
 from rayrec.train.trainer import RESULTS_FILE, ensure_ray, fit
@@ -159,7 +160,14 @@ def run_variant(variant: str, data: str, seed: int, root: str, extra: list[str])
     name = f"{variant}-seed{seed}"
     done = storage.join(root, name, RESULTS_FILE)
     if storage.exists(done):
-        return storage.read_json(done)
+        results = storage.read_json(done)
+        digest = storage.sha256(PreparedDataset(data).path(MANIFEST))
+        if results["data"]["manifest_sha256"] != digest:
+            raise SystemExit(
+                f"{done}: trained on {results['data']['uri']}, not on {data} (seed {seed}): "
+                "give each prepared split its own seed (--seeds) or another --storage"
+            )
+        return results
     model, overrides = VARIANTS[variant]
     # {VARIANT}: the directory of that variant's run on the same split (a warm start from the
     # split's MF run, U-BERT's pre-training), trained first if it is not there yet
@@ -172,6 +180,12 @@ def run_variant(variant: str, data: str, seed: int, root: str, extra: list[str])
     )
     print(f"\n=== {variant}, seed {seed} ===", flush=True)
     return fit(cfg, data)
+
+
+def split_seeds(data: list[str], seeds: list[int] | None) -> list[int]:
+    """The seed of each prepared split: ``seeds`` if given, else each manifest's own (a run is
+    stored as ``VARIANT-seedN``, so a split must never take another split's number)."""
+    return seeds or [int(PreparedDataset(d).manifest["seed"]) for d in data]
 
 
 def popularity_ranking(data: str, k: int = 10) -> dict[str, float]:
@@ -281,7 +295,7 @@ def plot(figures: dict[str, Any], out: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", nargs="+", required=True, help="one prepared split per seed")
-    parser.add_argument("--seeds", nargs="+", type=int, help="default: 0, 1, ... per --data")
+    parser.add_argument("--seeds", nargs="+", type=int, help="default: each split's manifest seed")
     parser.add_argument("--variants", nargs="+", default=["global_mean", REFERENCE])
     parser.add_argument("--storage", required=True, help="local dir: runs and the table")
     parser.add_argument(
@@ -295,7 +309,7 @@ def main() -> None:
     args = parser.parse_args()
     log = configure("bench-compare", verbose=args.verbose)
     print(f"Ray's log: {log}")
-    seeds = args.seeds or list(range(len(args.data)))
+    seeds = split_seeds(args.data, args.seeds)
     unknown = set(args.variants) - VARIANTS.keys()
     if unknown:
         parser.error(f"unknown variants {sorted(unknown)}; known: {sorted(VARIANTS)}")
