@@ -312,9 +312,8 @@ class ReviewEncoder(nn.Module):
 def word_vectors(source: str) -> Tensor:
     """The input word-piece embedding table ``[vocab, width]`` of BERT backbone ``source``
     (as :func:`build_bert` loads it): pre-trained word vectors for the text CNNs."""
-    with torch.no_grad():
-        table = build_bert(source, frozen=True, add_pooling_layer=False).get_input_embeddings()
-        return table.weight.detach().clone()
+    bert = build_bert(source, frozen=True, add_pooling_layer=False)
+    return bert.get_input_embeddings().weight.detach().clone()
 
 
 class TextCNN(nn.Module):

@@ -6,8 +6,10 @@ import pytest
 import torch
 from pydantic import ValidationError
 from real_batch import compact_vocabulary, one_thread  # noqa: F401
+from safetensors import safe_open
 
 from rayrec.eval.metrics import Evaluation
+from rayrec.models.backbone_paths import minilm_dir
 from rayrec.models.base import DataInfo, RecModel
 from rayrec.models.baselines import (
     NCF,
@@ -284,10 +286,6 @@ def test_word_vectors_of_another_width_name_the_field(data_info) -> None:
 
 
 def test_minilm_word_vectors_are_its_word_piece_table() -> None:
-    from safetensors import safe_open
-
-    from rayrec.models.backbone_paths import minilm_dir
-
     with safe_open(str(minilm_dir() / "model.safetensors"), "pt") as weights:
         expected = weights.get_tensor("embeddings.word_embeddings.weight")
     assert torch.equal(word_vectors("minilm"), expected)

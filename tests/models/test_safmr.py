@@ -10,6 +10,7 @@ import torch
 from real_batch import compact_vocabulary, one_thread, with_target_review  # noqa: F401
 
 from rayrec.models.base import Batch
+from rayrec.models.encoders import word_vectors
 from rayrec.models.fm import SAFM
 from rayrec.models.safmr import SAFMR, TARGET_FIELDS, SAFMRConfig
 
@@ -171,8 +172,6 @@ def test_rating_loss_is_the_configured_one(data_info, safmr_batch, rating_loss) 
 
 
 def test_each_network_copies_the_pretrained_word_vectors(data_info) -> None:
-    from rayrec.models.encoders import word_vectors
-
     table = word_vectors("tiny")
     model = _safmr(data_info, word_vectors="tiny", embed_dim=table.shape[1])
     embeddings = [
