@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 from rayrec.data import storage
 from rayrec.data.prepared import MANIFEST, PreparedDataset
 from rayrec.logs import configure
+from rayrec.models.registry import get_model_spec
 from rayrec.train.config import load_config
 from rayrec.train.trainer import RESULTS_FILE, ensure_ray, fit
 
@@ -56,10 +57,14 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "global_mean": ("global_mean", []),
     "biased_mf": ("biased_mf", []),
     "ncf": ("ncf", []),
+    # the preset: the CNNs' word embeddings start from MiniLM's 384-d word-piece table
+    # (pre-trained word vectors, as DeepCoNN's and SAFMR's papers use) and train further
     "deepconn": ("deepconn", []),
-    # the CNNs' word embeddings started from MiniLM's 384-d word-piece table (pre-trained
-    # word vectors, as DeepCoNN's and SAFMR's papers use) and trained further
-    "deepconn_wv": ("deepconn", WORD_VECTORS),
+    # the preset until 2026-12-07: 300-d embeddings learned from N(0, 1)
+    "deepconn_random": (
+        "deepconn",
+        ["model.params.word_vectors=null", "model.params.embed_dim=300"],
+    ),
     "safmr": ("safmr", []),
     "safmr_wv": ("safmr", WORD_VECTORS),
     "sifn": ("sifn", []),
@@ -155,19 +160,43 @@ RUN_OF = re.compile(r"\{(\w+)\}")
 NOT_RATED = ("bertrs", "ubert_pretrain")  # models without a test MSE
 
 
+# filled in by ``fit`` (the encode-once store it attached), not chosen by a variant
+RESOLVED_BY_FIT = frozenset({"model.params.review_states"})
+COMPARED_SECTIONS = ("model", "data", "train", "engine")
+
+
+def model_params(model: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    """``model.params`` with the model's defaults filled in (a preset may leave them out)."""
+    return get_model_spec(model).config_cls.model_validate(params or {}).model_dump(mode="json")
+
+
+def config_changes(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """Dotted keys (down to ``model.params.*``) whose value differs between a stored run's
+    config and the one its variant would train now."""
+    changes = []
+    for section in COMPARED_SECTIONS:
+        old, new = stored.get(section, {}), wanted[section]
+        for key in sorted(set(old) | set(new)):
+            if section == "model" and key == "params":
+                params_old, params_new = (
+                    model_params(new["name"], old.get(key)),
+                    model_params(new["name"], new.get(key)),
+                )
+                changes += [
+                    f"model.params.{name}"
+                    for name in sorted(set(params_old) | set(params_new))
+                    if f"model.params.{name}" not in RESOLVED_BY_FIT
+                    and params_old.get(name) != params_new.get(name)
+                ]
+            elif old.get(key) != new.get(key):
+                changes.append(f"{section}.{key}")
+    return changes
+
+
 def run_variant(variant: str, data: str, seed: int, root: str, extra: list[str]) -> dict:
-    """The results of ``variant`` on split ``seed`` (trained now unless already there)."""
+    """The results of ``variant`` on split ``seed`` (trained now unless already there, trained
+    on this split with the config the variant gives today)."""
     name = f"{variant}-seed{seed}"
-    done = storage.join(root, name, RESULTS_FILE)
-    if storage.exists(done):
-        results = storage.read_json(done)
-        digest = storage.sha256(PreparedDataset(data).path(MANIFEST))
-        if results["data"]["manifest_sha256"] != digest:
-            raise SystemExit(
-                f"{done}: trained on {results['data']['uri']}, not on {data} (seed {seed}): "
-                "give each prepared split its own seed (--seeds) or another --storage"
-            )
-        return results
     model, overrides = VARIANTS[variant]
     # {VARIANT}: the directory of that variant's run on the same split (a warm start from the
     # split's MF run, U-BERT's pre-training), trained first if it is not there yet
@@ -178,6 +207,22 @@ def run_variant(variant: str, data: str, seed: int, root: str, extra: list[str])
         model,
         overrides=[*overrides, *extra, f"run.storage={root}", f"run.name={name}"],
     )
+    done = storage.join(root, name, RESULTS_FILE)
+    if storage.exists(done):
+        results = storage.read_json(done)
+        digest = storage.sha256(PreparedDataset(data).path(MANIFEST))
+        if results["data"]["manifest_sha256"] != digest:
+            raise SystemExit(
+                f"{done}: trained on {results['data']['uri']}, not on {data} (seed {seed}): "
+                "give each prepared split its own seed (--seeds) or another --storage"
+            )
+        changed = config_changes(results["config"], cfg.model_dump(mode="json"))
+        if changed:
+            raise SystemExit(
+                f"{done}: trained with other settings than variant {variant} has now "
+                f"({', '.join(changed)}): move that run away or use another --storage"
+            )
+        return results
     print(f"\n=== {variant}, seed {seed} ===", flush=True)
     return fit(cfg, data)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from pydantic import ValidationError
@@ -24,6 +26,8 @@ from rayrec.models.baselines import (
 )
 from rayrec.models.encoders import word_vectors
 from rayrec.models.fm import FM
+from rayrec.models.registry import build_model
+from rayrec.train.config import load_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SMALL_CNN = {"embed_dim": 16, "n_filters": 16, "cnn_out_dim": 8, "fm_k": 4}
@@ -289,3 +293,13 @@ def test_minilm_word_vectors_are_its_word_piece_table() -> None:
     with safe_open(str(minilm_dir() / "model.safetensors"), "pt") as weights:
         expected = weights.get_tensor("embeddings.word_embeddings.weight")
     assert torch.equal(word_vectors("minilm"), expected)
+
+
+def test_the_deepconn_preset_builds_on_minilm_vectors(data_info) -> None:
+    """The shipped preset, on a dataset tokenized with MiniLM (``rayrec prepare``'s default):
+    its width fits the table and both CNNs start from it."""
+    minilm_sized = dataclasses.replace(data_info, vocab_size=30522)
+    model = build_model("deepconn", load_config("deepconn").model.params, minilm_sized)
+    expected = word_vectors("minilm")
+    for cnn in (model.user_cnn.cnn, model.item_cnn.cnn):
+        assert torch.equal(cnn.embedding.weight, expected)
