@@ -60,6 +60,16 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     # the preset: the CNNs' word embeddings start from MiniLM's 384-d word-piece table
     # (pre-trained word vectors, as DeepCoNN's and SAFMR's papers use) and train further
     "deepconn": ("deepconn", []),
+    # with biased MF's user and item biases, warm-started from the same split's tuned MF run
+    # and penalised as there (a residual text model, as sifn_mf)
+    "deepconn_mf": (
+        "deepconn",
+        [
+            "model.params.pair_biases=true",
+            "model.params.bias_reg=1.5",
+            "train.init_from={biased_mf}",
+        ],
+    ),
     # the preset until 2026-12-07: 300-d embeddings learned from N(0, 1)
     "deepconn_random": (
         "deepconn",

@@ -18,7 +18,13 @@
   tokenized with; ``word_vectors: minilm`` starts them from MiniLM's 384-d word-piece table
   instead, the pre-trained vectors DeepCoNN's paper uses being word2vec's), dropout 0.5; FM
   factors k = 8 (not given by either paper). The CNN output is linear (no activation) and
-  dropout sits on ``[x_u; x_i]``.
+  dropout sits on ``[x_u; x_i]``. ``pair_biases`` (not in the paper, off by default) adds
+  biased MF's user and item biases, ``r̂ = FM([x_u; x_i]) + b_u + b_i``, with its per-rating
+  penalty ``bias_reg (b_u² + b_i²)``: named as :class:`BiasedMF` names them, so that
+  ``train.init_from`` a tuned MF run starts DeepCoNN within a few hundredths of a star of
+  that MF's predictions (the FM's bias starts at μ, its linear weights at 0, its pairwise term
+  near 0: :func:`~rayrec.models.fm.init_dense_fm`) and the text learns what the biases leave
+  (:mod:`rayrec.train.warm_start`).
 * :class:`NCF`: NeuMF of X. He, L. Liao, H. Zhang, L. Nie, X. Hu, T.-S. Chua, "Neural
   Collaborative Filtering", WWW 2017 (GMF and MLP branches fused by one output layer),
   without text. The paper scores implicit feedback with a sigmoid and log loss; for the
@@ -221,6 +227,15 @@ class BiasedMFConfig(BaseModel):
     bias_reg: float = Field(0.0, ge=0)  # λ of b_u² + b_i², per rating
 
 
+def zero_bias_tables(data_info: DataInfo) -> tuple[nn.Embedding, nn.Embedding]:
+    """A user and an item bias table ``b_u``, ``b_i`` (one column each), all zeros."""
+    user_bias = nn.Embedding(data_info.n_users, 1)
+    item_bias = nn.Embedding(data_info.n_items, 1)
+    nn.init.zeros_(user_bias.weight)
+    nn.init.zeros_(item_bias.weight)
+    return user_bias, item_bias
+
+
 class BiasedMF(RecModel):
     """``r̂ = μ + b_u + b_i + p_u · q_i`` with μ the fixed global mean, MSE + L2 penalty.
 
@@ -231,10 +246,7 @@ class BiasedMF(RecModel):
         super().__init__()
         self.config = config
         self.register_buffer("mu", torch.tensor(float(data_info.global_mean)))
-        self.user_bias = nn.Embedding(data_info.n_users, 1)
-        self.item_bias = nn.Embedding(data_info.n_items, 1)
-        nn.init.zeros_(self.user_bias.weight)
-        nn.init.zeros_(self.item_bias.weight)
+        self.user_bias, self.item_bias = zero_bias_tables(data_info)
         self.user_factors: nn.Embedding | None = None
         self.item_factors: nn.Embedding | None = None
         if config.factors > 0:
@@ -260,10 +272,13 @@ class DeepCoNNConfig(ReviewCNNConfig):
 
     fm_k: int = 8  # width of the FM factors
     dropout: float = 0.5
+    pair_biases: bool = False  # b_u + b_i added to the FM (not in the paper; module docstring)
+    bias_reg: float = Field(0.0, ge=0)  # λ of b_u² + b_i², per rating (pair_biases)
 
 
 class DeepCoNN(RecModel):
-    """User CNN and item CNN over concatenated review documents, FM on ``[x_u; x_i]``."""
+    """User CNN and item CNN over concatenated review documents, FM on ``[x_u; x_i]``
+    (plus ``b_u + b_i`` with ``pair_biases``)."""
 
     def __init__(self, config: DeepCoNNConfig, data_info: DataInfo) -> None:
         super().__init__()
@@ -273,11 +288,21 @@ class DeepCoNN(RecModel):
         self.item_cnn = DocumentCNN(data_info.vocab_size, config, vectors)
         self.dropout = nn.Dropout(config.dropout)
         self.fm = FM(2 * config.cnn_out_dim, config.fm_k, bias=data_info.global_mean)
+        self.user_bias: nn.Embedding | None = None
+        self.item_bias: nn.Embedding | None = None
+        if config.pair_biases:
+            self.user_bias, self.item_bias = zero_bias_tables(data_info)
 
     def forward(self, batch: Batch, phase: str = ALL_PHASES) -> ModelOutput:
         x_u = self.user_cnn(*document(batch, "user"))
         x_i = self.item_cnn(*document(batch, "item"))
-        return _rating_output(self.fm(self.dropout(torch.cat([x_u, x_i], dim=-1))), batch)
+        prediction = self.fm(self.dropout(torch.cat([x_u, x_i], dim=-1)))
+        if self.user_bias is None or self.item_bias is None:
+            return _rating_output(prediction, batch)
+        b_u = self.user_bias(batch["user_idx"]).squeeze(-1)
+        b_i = self.item_bias(batch["item_idx"]).squeeze(-1)
+        penalty = self.config.bias_reg * (b_u.square() + b_i.square())
+        return _rating_output(prediction + b_u + b_i, batch, penalty)
 
 
 class NeuralCF(nn.Module):
@@ -359,5 +384,6 @@ def _rating_spec(
 # GlobalMean reads user_idx only for the batch size
 GLOBAL_MEAN_SPEC = _rating_spec("global_mean", GlobalMean, GlobalMeanConfig, ("user_idx", "rating"))
 BIASED_MF_SPEC = _rating_spec("biased_mf", BiasedMF, BiasedMFConfig, ID_FIELDS)
-DEEPCONN_SPEC = _rating_spec("deepconn", DeepCoNN, DeepCoNNConfig, ("rating",) + DOCUMENT_FIELDS)
+# the ids for pair_biases only (two integers a row)
+DEEPCONN_SPEC = _rating_spec("deepconn", DeepCoNN, DeepCoNNConfig, ID_FIELDS + DOCUMENT_FIELDS)
 NCF_SPEC = _rating_spec("ncf", NCF, NCFConfig, ID_FIELDS)

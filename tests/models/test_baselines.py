@@ -6,9 +6,11 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
 from pydantic import ValidationError
 from real_batch import compact_vocabulary, one_thread  # noqa: F401
 from safetensors import safe_open
+from safetensors.torch import save_file
 
 from rayrec.eval.metrics import Evaluation
 from rayrec.models.backbone_paths import minilm_dir
@@ -27,7 +29,9 @@ from rayrec.models.baselines import (
 from rayrec.models.encoders import word_vectors
 from rayrec.models.fm import FM
 from rayrec.models.registry import build_model
+from rayrec.train.checkpoint import WEIGHTS_FILE
 from rayrec.train.config import load_config
+from rayrec.train.warm_start import warm_start
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SMALL_CNN = {"embed_dim": 16, "n_filters": 16, "cnn_out_dim": 8, "fm_k": 4}
@@ -303,3 +307,38 @@ def test_the_deepconn_preset_builds_on_minilm_vectors(data_info) -> None:
     expected = word_vectors("minilm")
     for cnn in (model.user_cnn.cnn, model.item_cnn.cnn):
         assert torch.equal(cnn.embedding.weight, expected)
+
+
+def test_deepconn_pair_biases_start_at_a_warm_started_mf(
+    tmp_path, data_info, rating_batch, assert_all_grads
+) -> None:
+    """``pair_biases`` names its tables as biased MF does: ``train.init_from`` an MF run
+    (here its exported weights) starts DeepCoNN within a few hundredths of a star of that
+    MF's predictions, and the biases, the CNNs and the FM all train."""
+    mf = _build("biased_mf", data_info, factors=0)
+    with torch.no_grad():
+        mf.user_bias.weight.normal_(0, 0.5)
+        mf.item_bias.weight.normal_(0, 0.5)
+    save_file(mf.state_dict(), str(tmp_path / WEIGHTS_FILE))
+    model = _build("deepconn", data_info, pair_biases=True, bias_reg=0.5)
+    assert warm_start(model, str(tmp_path)) == ["item_bias.weight", "user_bias.weight"]
+    with torch.no_grad():
+        offset = model.eval()(rating_batch)["prediction"] - mf.eval()(rating_batch)["prediction"]
+    assert offset.abs().max() < 0.05, offset
+    model.train()(rating_batch)["loss"].backward()
+    assert_all_grads(model)
+
+
+def test_deepconn_pair_biases_pay_the_mf_penalty(data_info, rating_batch) -> None:
+    model = _build("deepconn", data_info, pair_biases=True, bias_reg=0.5, dropout=0.0)
+    with torch.no_grad():
+        model.user_bias.weight.fill_(0.2)
+        model.item_bias.weight.fill_(-0.1)
+    out = model(rating_batch)
+    mse = F.mse_loss(out["prediction"], rating_batch["rating"].float())
+    assert out["loss"].item() == pytest.approx(mse.item() + 0.5 * (0.2**2 + 0.1**2), rel=1e-5)
+    without = _build("deepconn", data_info, dropout=0.0)
+    assert "user_bias.weight" not in dict(without.named_parameters())
+    # the same CNNs and FM (one seed): the biases add b_u + b_i to each prediction
+    shift = out["prediction"] - without(rating_batch)["prediction"]
+    assert shift.detach() == pytest.approx(torch.full_like(shift, 0.1), abs=1e-5)
