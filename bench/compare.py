@@ -8,7 +8,9 @@
 Each variant (:data:`VARIANTS`: a model, its shipped preset and a few switches) is trained with
 ``rayrec train``'s code path on every prepared split (one split per seed), its hyper-parameters
 as the preset fixes them (chosen on validation only); a run whose ``results.json`` is already
-under ``--storage`` is read, not repeated, so an interrupted grid continues. Then:
+under ``--storage`` is read, not repeated, so an interrupted grid continues, provided it was
+trained on the same split with the settings its variant gives today (else one line names the
+settings that differ: a preset that changed since is a new run). Then:
 
 * a table of test MSE per seed, mean ± std (sample std over seeds), and the paired difference
   to biased MF per seed (negative: better than MF) with the number of seeds it wins;
