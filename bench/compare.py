@@ -59,9 +59,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "global_mean": ("global_mean", []),
     "biased_mf": ("biased_mf", []),
     "ncf": ("ncf", []),
-    # the preset: the CNNs' word embeddings start from MiniLM's 384-d word-piece table
-    # (pre-trained word vectors, as DeepCoNN's and SAFMR's papers use) and train further
+    # the preset: the CNNs' word embeddings are MiniLM's 384-d word-piece table, kept fixed
+    # (pre-trained word vectors, as DeepCoNN's and SAFMR's papers use)
     "deepconn": ("deepconn", []),
+    # the preset of 2026-12-07 (second session): the same vectors, trained further
+    "deepconn_tuned_vectors": ("deepconn", ["model.params.freeze_word_vectors=false"]),
     # with biased MF's user and item biases, warm-started from the same split's tuned MF run
     # and penalised as there (a residual text model, as sifn_mf)
     "deepconn_mf": (
@@ -75,7 +77,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     # the preset until 2026-12-07: 300-d embeddings learned from N(0, 1)
     "deepconn_random": (
         "deepconn",
-        ["model.params.word_vectors=null", "model.params.embed_dim=300"],
+        [
+            "model.params.word_vectors=null",
+            "model.params.freeze_word_vectors=false",
+            "model.params.embed_dim=300",
+        ],
     ),
     "safmr": ("safmr", []),
     "safmr_wv": ("safmr", WORD_VECTORS),
@@ -172,8 +178,9 @@ RUN_OF = re.compile(r"\{(\w+)\}")
 NOT_RATED = ("bertrs", "ubert_pretrain")  # models without a test MSE
 
 
-# filled in by ``fit`` (the encode-once store it attached), not chosen by a variant
-RESOLVED_BY_FIT = frozenset({"model.params.review_states"})
+# not settings a variant chooses: the encode-once store ``fit`` attached, and where the split
+# was read (``rayrec train --data`` records it; the split itself is checked by its manifest)
+NOT_SETTINGS = frozenset({"model.params.review_states", "data.uri"})
 COMPARED_SECTIONS = ("model", "data", "train", "engine")
 
 
@@ -197,10 +204,10 @@ def config_changes(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
                 changes += [
                     f"model.params.{name}"
                     for name in sorted(set(params_old) | set(params_new))
-                    if f"model.params.{name}" not in RESOLVED_BY_FIT
+                    if f"model.params.{name}" not in NOT_SETTINGS
                     and params_old.get(name) != params_new.get(name)
                 ]
-            elif old.get(key) != new.get(key):
+            elif f"{section}.{key}" not in NOT_SETTINGS and old.get(key) != new.get(key):
                 changes.append(f"{section}.{key}")
     return changes
 

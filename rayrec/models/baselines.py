@@ -65,7 +65,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
 from rayrec.models.base import ALL_PHASES, Batch, DataInfo, ModelOutput, ModelSpec, RecModel
@@ -123,6 +123,15 @@ class ReviewCNNConfig(BaseModel):
     cnn_out_dim: int = 50  # width of the CNN's fully connected output
     max_reviews: int | None = None  # review slots read per document (None: all)
     max_review_len: int | None = None  # tokens read per review (None: all)
+
+    @model_validator(mode="after")
+    def _frozen_vectors_are_pretrained(self) -> ReviewCNNConfig:
+        if self.freeze_word_vectors and self.word_vectors is None:
+            raise ValueError(
+                "model.params.freeze_word_vectors=true keeps an N(0, 1) table fixed: give "
+                "model.params.word_vectors, or set freeze_word_vectors=false"
+            )
+        return self
 
     def text_cnn(self, vocab_size: int, vectors: Tensor | None) -> TextCNN:
         """A :class:`TextCNN` of these settings, its embeddings started from ``vectors``."""

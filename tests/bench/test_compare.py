@@ -14,6 +14,13 @@ from rayrec.data.prepared import MANIFEST
 from rayrec.train.config import load_config
 from rayrec.train.trainer import RESULTS_FILE
 
+# DeepCoNN's preset until 2026-12-07: 300-d embeddings learned from N(0, 1)
+OLD_PRESET = (
+    "model.params.word_vectors=null",
+    "model.params.freeze_word_vectors=false",
+    "model.params.embed_dim=300",
+)
+
 
 def dumped(model: str, *overrides: str) -> dict:
     return load_config(model, overrides=list(overrides)).model_dump(mode="json")
@@ -31,14 +38,25 @@ def test_a_preset_left_out_default_is_no_change() -> None:
 
 
 def test_changed_settings_are_named() -> None:
-    old_preset = dumped("deepconn", "model.params.word_vectors=null", "model.params.embed_dim=300")
+    old_preset = dumped("deepconn", *OLD_PRESET)
     changed = config_changes(old_preset, dumped("deepconn", "train.lr=1e-3"))
-    assert changed == ["model.params.embed_dim", "model.params.word_vectors", "train.lr"]
+    assert changed == [
+        "model.params.embed_dim",
+        "model.params.freeze_word_vectors",
+        "model.params.word_vectors",
+        "train.lr",
+    ]
 
 
 def test_the_store_fit_attached_is_not_a_change() -> None:
     stored = dumped("sifn", "model.params.review_states=/data/review_states/minilm-L64")
     assert config_changes(stored, dumped("sifn")) == []
+
+
+def test_where_the_split_was_read_is_not_a_change() -> None:
+    """A run trained by ``rayrec train --data DIR`` records DIR; the split is checked by its
+    manifest instead."""
+    assert config_changes(dumped("deepconn", "data.uri=/tmp/mi/seed0"), dumped("deepconn")) == []
 
 
 def store_run(root: Path, name: str, data: Path, config: dict) -> None:
@@ -60,11 +78,13 @@ def test_a_stored_run_of_the_variant_is_read_not_trained(tmp_path: Path, tiny_da
 def test_a_stored_run_of_other_settings_is_refused(tmp_path: Path, tiny_data: Path) -> None:
     """The DeepCoNN run stored before the preset moved to MiniLM's vectors is not read as
     today's preset."""
-    old_preset = dumped("deepconn", "model.params.word_vectors=null", "model.params.embed_dim=300")
+    old_preset = dumped("deepconn", *OLD_PRESET)
     store_run(tmp_path, "deepconn-seed0", tiny_data, old_preset)
     with pytest.raises(SystemExit, match=r"deepconn-seed0/results.json: trained with other "):
         run_variant("deepconn", str(tiny_data), 0, str(tmp_path), [])
-    with pytest.raises(SystemExit, match=r"model.params.embed_dim, model.params.word_vectors"):
+    with pytest.raises(
+        SystemExit, match=r"model.params.embed_dim, model.params.freeze_word_vectors, "
+    ):
         run_variant("deepconn", str(tiny_data), 0, str(tmp_path), [])
 
 

@@ -293,6 +293,11 @@ def test_word_vectors_of_another_width_name_the_field(data_info) -> None:
         _build("deepconn", data_info, word_vectors="tiny")
 
 
+def test_frozen_word_vectors_need_pretrained_ones(data_info) -> None:
+    with pytest.raises(ValueError, match=r"freeze_word_vectors=true keeps an N\(0, 1\) table"):
+        _build("deepconn", data_info, freeze_word_vectors=True)
+
+
 def test_minilm_word_vectors_are_its_word_piece_table() -> None:
     with safe_open(str(minilm_dir() / "model.safetensors"), "pt") as weights:
         expected = weights.get_tensor("embeddings.word_embeddings.weight")
@@ -301,12 +306,13 @@ def test_minilm_word_vectors_are_its_word_piece_table() -> None:
 
 def test_the_deepconn_preset_builds_on_minilm_vectors(data_info) -> None:
     """The shipped preset, on a dataset tokenized with MiniLM (``rayrec prepare``'s default):
-    its width fits the table and both CNNs start from it."""
+    its width fits the table, both CNNs hold it, and it stays out of the trainable set."""
     minilm_sized = dataclasses.replace(data_info, vocab_size=30522)
     model = build_model("deepconn", load_config("deepconn").model.params, minilm_sized)
     expected = word_vectors("minilm")
     for cnn in (model.user_cnn.cnn, model.item_cnn.cnn):
         assert torch.equal(cnn.embedding.weight, expected)
+        assert not cnn.embedding.weight.requires_grad
 
 
 def test_deepconn_pair_biases_start_at_a_warm_started_mf(

@@ -55,6 +55,7 @@ def command(data: Path, name: str, *extra: str) -> list[str]:
         *("--epochs=2", "--num-workers=2", "--set=engine.zero_stage=2"),
         *("--set=train.batch_size=8", "--set=train.max_steps_per_epoch=2"),
         *("--set=model.params.word_vectors=null", "--set=model.params.embed_dim=16"),
+        "--set=model.params.freeze_word_vectors=false",
         *("--set=data.max_len=16", "--set=data.reviews_per_doc=2", "--set=run.max_failures=0"),
         *extra,
     ]

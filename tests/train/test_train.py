@@ -62,6 +62,7 @@ def test_deepconn_zero3_keeps_the_best_epoch(tmp_path: Path, tiny_prepared: Path
         "train.epochs=2",
         "engine.zero_stage=3",
         "model.params.word_vectors=null",  # the preset's MiniLM table is 384 wide
+        "model.params.freeze_word_vectors=false",
         "model.params.embed_dim=16",
         "data.max_len=16",
     )
