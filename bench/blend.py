@@ -19,8 +19,8 @@ text blend that beats MF only as much as that one shows the gain of averaging tw
 of reading reviews.
 
 Writes ``blend.md`` and ``blend.json`` under ``--storage`` (the member predictions under
-``--storage``/predictions/); the last line printed is one JSON object with the per-seed
-figures.
+``--storage``/predictions/, made again when a member's run holds other weights than the ones
+that made them); the last line printed is one JSON object with the per-seed figures.
 """
 
 from __future__ import annotations
@@ -40,22 +40,28 @@ from rayrec.eval.metrics import RATING_RANGE
 from rayrec.logs import configure
 from rayrec.serve.load import open_run
 from rayrec.serve.predict import predict
+from rayrec.train.checkpoint import WEIGHTS_FILE
 from rayrec.train.trainer import ensure_ray
 
 SPLITS = ("val", "test")
+MADE_BY = "_SUCCESS"  # in a split's predictions: the SHA-256 of the weights that made them
 
 
 def member_predictions(run_dir: str, out: str) -> dict[str, pa.Table]:
-    """A run's clipped predictions of validation and test, in pair order (cached under out)."""
+    """A run's clipped predictions of validation and test, in pair order, cached under out
+    with the SHA-256 of the weights that made them: made again when the run's weights are
+    others (a run trained again under the same name) or the last write was interrupted."""
+    weights = storage.sha256(storage.join(run_dir, WEIGHTS_FILE))
     served = None
     tables = {}
     for split in SPLITS:
         target = storage.join(out, split)
-        if not Path(target, "_SUCCESS").exists():
-            shutil.rmtree(target, ignore_errors=True)  # an interrupted write
+        made_by = Path(target, MADE_BY)
+        if not made_by.exists() or made_by.read_text() != weights:
+            shutil.rmtree(target, ignore_errors=True)
             served = served or open_run(run_dir, None, use_gpu=False, batch_size=None)[0]
             predict(served, split, target)
-            Path(target, "_SUCCESS").touch()
+            made_by.write_text(weights)
         tables[split] = read_table(target).sort_by(
             [("user_idx", "ascending"), ("item_idx", "ascending")]
         )
