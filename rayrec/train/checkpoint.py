@@ -20,12 +20,14 @@ Safe loading: nothing is unpickled with arbitrary globals.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import pyarrow.fs
 import torch
 from deepspeed.runtime.checkpoint_engine.torch_checkpoint_engine import TorchCheckpointEngine
 from deepspeed.runtime.fp16.loss_scaler import LossScaler
@@ -35,6 +37,9 @@ from safetensors.torch import save_file
 
 from rayrec.data import storage
 from rayrec.errors import CliError
+
+if TYPE_CHECKING:
+    import ray.train
 
 STATE_FILE = "state.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -105,3 +110,21 @@ def _has_entry(tree: Any, path: list[str]) -> bool:
             return False
         tree = tree[part]
     return True
+
+
+@contextlib.contextmanager
+def checkpoint_directory(checkpoint: ray.train.Checkpoint) -> Iterator[Path]:
+    """The files of ``checkpoint`` in a local directory of this process's own.
+
+    A local checkpoint is read where it is. A remote one (s3://) is downloaded into a temporary
+    directory of this process, removed afterwards: one copy per worker of a node, where Ray's
+    ``Checkpoint.as_directory`` shares one download between them behind a file lock, and two
+    workers resuming at once could find that shared directory already removed by the other
+    (RuntimeError "Checkpoint directory ... does not exist, even though it should have been
+    created by another process", Ray 2.60, seen once in CI on 2026-12-07).
+    """
+    if isinstance(checkpoint.filesystem, pyarrow.fs.LocalFileSystem):
+        yield Path(checkpoint.path)
+        return
+    with tempfile.TemporaryDirectory(prefix="rayrec-checkpoint-") as private:
+        yield Path(checkpoint.to_directory(private))

@@ -57,7 +57,13 @@ from rayrec.models.base import ALL_PHASES, DataInfo, RecModel
 from rayrec.models.registry import build_model, get_model_spec
 from rayrec.progress import LINE_EVERY_S, Progress
 from rayrec.report.tensorboard import EventLog
-from rayrec.train.checkpoint import WEIGHTS_FILE, export_weights, read_state, write_state
+from rayrec.train.checkpoint import (
+    WEIGHTS_FILE,
+    checkpoint_directory,
+    export_weights,
+    read_state,
+    write_state,
+)
 from rayrec.train.collate import Collator, TokenInfo
 from rayrec.train.config import TrainConfig, TrainSection
 from rayrec.train.datasets import (
@@ -205,9 +211,9 @@ class Worker:
         checkpoint = ray.train.get_checkpoint()
         if checkpoint is None:
             return
-        with checkpoint.as_directory() as directory:
-            self.engine.load(Path(directory))
-            self.state = read_state(Path(directory))
+        with checkpoint_directory(checkpoint) as directory:
+            self.engine.load(directory)
+            self.state = read_state(directory)
         self.resumed_at = self.state["epoch"]
         self.log(f"resumed after epoch {self.state['epoch']} (step {self.state['step']})")
 
@@ -420,8 +426,8 @@ class Worker:
         reported = [c for c in ray.train.get_all_reported_checkpoints() if key in c.metrics]
         sign = 1.0 if self.spec.metric_mode == "min" else -1.0
         best = min(reported, key=lambda c: (sign * c.metrics[key], c.metrics["epoch"]))
-        with best.checkpoint.as_directory() as directory:
-            self.engine.load(Path(directory))
+        with checkpoint_directory(best.checkpoint) as directory:
+            self.engine.load(directory)
         final: dict[str, Any] = {
             "best_epoch": best.metrics["epoch"],
             f"best_{key}": best.metrics[key],
