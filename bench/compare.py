@@ -54,6 +54,13 @@ UBERT_FROZEN_LONG = [
     "train.patience=2",
 ]
 WORD_VECTORS = ["model.params.word_vectors=minilm", "model.params.embed_dim=384"]
+# user/item biases named as biased MF's (pair_biases), penalised at MF's tuned strength and
+# warm-started from the same split's MF run: the text model learns what MF's biases leave
+MF_BIASES = [
+    "model.params.pair_biases=true",
+    "model.params.bias_reg=1.5",
+    "train.init_from={biased_mf}",
+]
 # name -> (model, overrides on top of its preset)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "global_mean": ("global_mean", []),
@@ -66,24 +73,12 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "deepconn_tuned_vectors": ("deepconn", ["model.params.freeze_word_vectors=false"]),
     # with biased MF's user and item biases, warm-started from the same split's tuned MF run
     # and penalised as there (a residual text model, as sifn_mf)
-    "deepconn_mf": (
-        "deepconn",
-        [
-            "model.params.pair_biases=true",
-            "model.params.bias_reg=1.5",
-            "train.init_from={biased_mf}",
-        ],
-    ),
+    "deepconn_mf": ("deepconn", MF_BIASES),
     # the same with the vectors trained further: best val MSE on seed 0 0.7115 against 0.7125
     # fixed (lr 1e-3 in place of 2e-3: 0.7125)
     "deepconn_mf_tuned_vectors": (
         "deepconn",
-        [
-            "model.params.freeze_word_vectors=false",
-            "model.params.pair_biases=true",
-            "model.params.bias_reg=1.5",
-            "train.init_from={biased_mf}",
-        ],
+        ["model.params.freeze_word_vectors=false", *MF_BIASES],
     ),
     # the preset until 2026-12-07: 300-d embeddings learned from N(0, 1)
     "deepconn_random": (
@@ -113,9 +108,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "ubert_finetune",
         [
             *UBERT_FROZEN,
-            "model.params.pair_biases=true",
-            "model.params.bias_reg=1.5",
-            "train.init_from={biased_mf}",
+            *MF_BIASES,
         ],
     ),
     # the same trained to convergence: up to 8 whole epochs (513 steps of 16), the best
@@ -134,9 +127,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "ubert_finetune",
         [
             *UBERT_FROZEN_LONG,
-            "model.params.pair_biases=true",
-            "model.params.bias_reg=1.5",
-            "train.init_from={biased_mf}",
+            *MF_BIASES,
         ],
     ),
     # U-BERT's pre-training (eq. 9: masked opinion tokens + opinion rating) on the split's own

@@ -7,19 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
-from compare import config_changes, run_variant
+from compare import VARIANTS, config_changes, run_variant
 
 from rayrec.data import storage
 from rayrec.data.prepared import MANIFEST
 from rayrec.train.config import load_config
 from rayrec.train.trainer import RESULTS_FILE
 
-# DeepCoNN's preset until 2026-12-07: 300-d embeddings learned from N(0, 1)
-OLD_PRESET = (
-    "model.params.word_vectors=null",
-    "model.params.freeze_word_vectors=false",
-    "model.params.embed_dim=300",
-)
+OLD_PRESET = VARIANTS["deepconn_random"][1]  # DeepCoNN's preset until 2026-12-07
 
 
 def dumped(model: str, *overrides: str) -> dict:
