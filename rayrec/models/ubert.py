@@ -55,7 +55,13 @@ Readings of what the paper leaves open:
   terms: a user's rating offset must then pass through ``û``, which is layer-normalised
   (``Fuse``), so W_f can read it only as a direction. On small real data (Musical
   Instruments, 8k ratings) user and item offsets carry most of what is predictable
-  (biases alone: test MSE 0.75 against 0.80 for the global mean).
+  (biases alone: test MSE 0.75 against 0.80 for the global mean). With ``pair_biases`` W_f
+  starts at zero, so that a model warm-started from a biased MF's biases
+  (``train.init_from``, :mod:`rayrec.train.warm_start`) predicts exactly as those biases do
+  and the text learns their residual, as SIFN's rating weight does; W_f's gradient is not
+  zero at the start (the features are not), every other layer's is until W_f moves. Before
+  2026-12-07 W_f kept its default (Kaiming-uniform) start there: the first predictions were
+  the MF's plus a random projection of the features.
 * Dropout 0.1 on the residual branches of ``Fuse``, as BERT's hidden dropout ("other
   settings keep the same with the original BERT").
 * U-BERT P- (no pre-training) is ``UBertFinetune`` with ``pretrained=None``: the backbone
@@ -315,6 +321,7 @@ class UBertFinetune(RecModel):
             self.item_bias = nn.Embedding(data_info.n_items, 1)
             nn.init.zeros_(self.user_bias.weight)
             nn.init.zeros_(self.item_bias.weight)
+            nn.init.zeros_(self.predict.weight)  # start at b_f + b_u + b_i (docstring)
         if config.pretrained is not None:
             self.load_pretrained(config.pretrained)
 

@@ -18,11 +18,13 @@ def _model(data_info, **kwargs) -> UBertFinetune:
 
 
 def test_pair_biases_start_at_zero_and_shift_exactly_their_rows(data_info, rating_batch) -> None:
-    plain = _model(data_info)
     biased = _model(data_info, pair_biases=True, bias_reg=0.5)
     with torch.no_grad():
-        base = plain(rating_batch)["prediction"]
-        assert torch.equal(biased(rating_batch)["prediction"], base)  # zero-initialised
+        base = biased(rating_batch)["prediction"]
+        # biases and W_f start at zero: the prediction is b_f, the global mean
+        torch.testing.assert_close(base, torch.full_like(base, data_info.global_mean))
+        biased.predict.weight.normal_(0, 0.05)  # a trained-looking W_f: the biases add to it
+        base = biased(rating_batch)["prediction"]
         user, item = rating_batch["user_idx"][0], rating_batch["item_idx"][3]
         biased.user_bias.weight[user] = 0.5
         biased.item_bias.weight[item] = -0.25
@@ -41,4 +43,5 @@ def test_pair_biases_learn(data_info, rating_batch) -> None:
     model(rating_batch)["loss"].backward()
     seen = rating_batch["user_idx"].unique()
     assert model.user_bias.weight.grad[seen].abs().sum() > 0
+    assert model.predict.weight.grad.abs().sum() > 0  # W_f starts at zero, and learns
     assert "user_bias.weight" not in dict(_model(data_info).named_parameters())

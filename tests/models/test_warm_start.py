@@ -11,6 +11,7 @@ from rayrec.data import storage
 from rayrec.errors import CliError
 from rayrec.models.baselines import BiasedMF, BiasedMFConfig
 from rayrec.models.sifn import SIFN, SIFNConfig
+from rayrec.models.ubert import UBertFinetune, UBertFinetuneConfig
 from rayrec.train.checkpoint import WEIGHTS_FILE, export_weights
 from rayrec.train.warm_start import check_init_from, warm_start
 
@@ -44,6 +45,22 @@ def test_sifn_from_mf_predicts_exactly_as_the_mf(tmp_path, data_info, rating_bat
         torch.testing.assert_close(sifn(rating_batch)["prediction"], expected)
         cold = SIFN(SIFNConfig(backbone="tiny"), data_info).eval()(rating_batch)["prediction"]
     assert (cold - expected).abs().max() > 0.1  # without the warm start: the global mean
+
+
+def test_ubert_with_pair_biases_from_mf_predicts_exactly_as_the_mf(
+    tmp_path, data_info, rating_batch
+) -> None:
+    run, mf = _mf_run(tmp_path, data_info)
+    torch.manual_seed(0)
+    config = UBertFinetuneConfig(backbone="tiny", pair_biases=True, bias_reg=1.5)
+    ubert = UBertFinetune(config, data_info).eval()
+    assert warm_start(ubert, run) == ["item_bias.weight", "user_bias.weight"]
+    with torch.no_grad():
+        expected = mf.eval()(rating_batch)["prediction"]
+        torch.testing.assert_close(ubert(rating_batch)["prediction"], expected)
+    ubert.train()
+    ubert(rating_batch)["loss"].backward()
+    assert ubert.predict.weight.grad.abs().sum() > 0  # the text's part starts at 0 and learns
 
 
 def test_another_datasets_run_or_one_sharing_nothing_is_refused(tmp_path, data_info) -> None:
