@@ -14,9 +14,9 @@ settings that differ: a preset that changed since is a new run). Then:
 
 * a table of test MSE per seed, mean ± std (sample std over seeds), and the paired difference
   to biased MF per seed (negative: better than MF) with the number of seeds it wins;
-* BERT-RS (``bertrs``): HR@10 / NDCG@10 on its 99 sampled negatives beside a popularity ranker
-  (items ranked by their number of training ratings, ties against the positive) on the same
-  candidates;
+* the rankers (``bertrs``, ``neumf``): HR@10 / NDCG@10 on their 99 sampled negatives beside a
+  popularity ranker (items ranked by their number of training ratings, ties against the
+  positive) on the same candidates;
 * ``compare.md``, ``compare.json`` and ``compare.png`` under ``--storage``.
 
 The last line printed is one JSON object with the per-seed figures.
@@ -150,6 +150,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         ],
     ),
     "ubert_top1": ("ubert_finetune", ["model.params.trainable_layers=1"]),
+    "neumf": ("neumf", []),
     "bertrs": ("bertrs", []),
     # BERT-RS with MiniLM frozen but its pooler (eq. 7), pair text of 64 word pieces, one
     # epoch: what 2 cores afford (an evaluation is 100 candidates per held-out positive, ~70k
@@ -179,10 +180,29 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
             "train.max_val_batches=10",
         ],
     ),
+    # started from the same split's tuned NeuMF ranker (BERT-RS's id branches and id head, its
+    # text head at zero: it starts at NeuMF's logits), with NeuMF's L2 on the id rows; the
+    # text (pooler, W_s, u_s, i_s) and the MLP tower at lr 1e-3, the id tables at 1e-4 so that
+    # they stay near NeuMF's best validation epoch (at 1e-2, NeuMF alone memorises the training
+    # positives within 2 epochs); one epoch, what 2 cores afford
+    "bertrs_frozen_neumf": (
+        "bertrs",
+        [
+            "model.params.freeze_backbone=true",
+            "model.params.reg=1e-3",
+            "data.pair_max_len=64",
+            "train.init_from={neumf}",
+            "train.epochs=1",
+            "train.lr=1e-3",
+            "train.embedding_lr=1e-4",
+            "train.max_val_batches=10",
+        ],
+    ),
 }
 REFERENCE = "biased_mf"
 RUN_OF = re.compile(r"\{(\w+)\}")
-NOT_RATED = ("bertrs", "ubert_pretrain")  # models without a test MSE
+RANKERS = ("bertrs", "neumf")  # ranking models: HR@10 / NDCG@10 beside popularity
+NOT_RATED = (*RANKERS, "ubert_pretrain")  # models without a test MSE
 
 
 # not settings a variant chooses: the encode-once store ``fit`` attached, and where the split
@@ -395,7 +415,7 @@ def main() -> None:
             for data, seed in zip(args.data, seeds, strict=True)
         ]
     lines, figures = rating_table(results, seeds)
-    ranking = {v: runs for v, runs in results.items() if VARIANTS[v][0] == "bertrs"}
+    ranking = {v: runs for v, runs in results.items() if VARIANTS[v][0] in RANKERS}
     if ranking:
         ranking_lines, figures["ranking"] = ranking_table(ranking, args.data)
         lines += ["", *ranking_lines] if lines else ranking_lines

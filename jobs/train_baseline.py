@@ -1,4 +1,4 @@
-"""Train a baseline: global_mean, biased_mf (default), deepconn or ncf.
+"""Train a baseline: global_mean, biased_mf (default), deepconn, ncf or neumf (ranking).
 
     ray job submit --working-dir . -- python jobs/train_baseline.py deepconn --data s3://BUCKET/prepared/electronics
 

@@ -25,6 +25,7 @@ TRAINABLE_MODELS = (
     "biased_mf",
     "deepconn",
     "ncf",
+    "neumf",
 )
 
 

@@ -12,7 +12,8 @@ One row per user-item candidate (label 1 observed, 0 sampled negative):
 * GMF (eq. 9): ``l_g = u_g ∘ i_g``;
 * MLP (eq. 10-11): ReLU layers on ``[u_m; i_m]``, output ``l_m``;
 * prediction (section 3.5): ``ŷ = sigmoid(W [l_s; l_g; l_m] + b)``, binary cross-entropy
-  (eq. 12). ``prediction`` is the logit ``W [l_s; l_g; l_m] + b``, ``ŷ = sigmoid(prediction)``:
+  (eq. 12), written ``W_s l_s + W_id [l_g; l_m] + b`` (the same function: ``W = [W_s W_id]``).
+  ``prediction`` is that logit, ``ŷ = sigmoid(prediction)``:
   the ranking metrics (HR@K, NDCG@K) rank candidates on it. Ranking on ŷ loses the order of
   confident candidates: in float32 the sigmoid is exactly 1.0 from a logit of about 17 on,
   and :func:`~rayrec.eval.metrics.ranking_sums` counts a tie against the positive.
@@ -46,22 +47,27 @@ Readings of what the paper leaves open:
   every step: the pair text concatenates a user's and an item's reviews, so its lower-layer
   states depend on the pair and a per-review store (:mod:`rayrec.encode.store`) cannot hold
   them.
+* ``W_s`` starts at zero, so the model starts as its id branches (NeuMF,
+  :mod:`rayrec.models.neumf`, whose ``branches`` and ``predict_ids`` it names alike): with
+  ``train.init_from=<a neumf run>`` it starts at that tuned ranker's logits exactly and the
+  text learns what the ids leave (as SIFN and U-BERT start from MF's biases). Until
+  2026-12-07 ``W`` was one ``nn.Linear`` with its default random start, named ``predict``.
+* ``reg`` (not in the paper, 0 by default): NeuMF's L2 penalty on the candidate's GMF and MLP
+  embedding rows; on MI the unpenalised id tables memorise the training positives (see
+  :mod:`rayrec.models.neumf`).
 * The loss is computed from the logit (``binary_cross_entropy_with_logits``), the same
   quantity as eq. 12 without ``log(sigmoid)`` underflow; eq. 12 as printed lacks its minus.
 """
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from rayrec.models.base import ALL_PHASES, Batch, DataInfo, ModelOutput, ModelSpec, RecModel
 from rayrec.models.baselines import NeuralCF
 from rayrec.models.encoders import build_bert
-
-RANKING_KS = (1, 3, 5, 10)
+from rayrec.models.neumf import RANKING_METRICS, ranking_output
 
 
 class BertRSConfig(BaseModel):
@@ -75,6 +81,7 @@ class BertRSConfig(BaseModel):
     gradient_checkpointing: bool = False
     factors: int = 32  # GMF width and last MLP layer
     mlp_layers: int = 3
+    reg: float = Field(0.0, ge=0)  # L2 of the candidate's id rows (not in the paper; NeuMF's)
 
 
 class BertRS(RecModel):
@@ -109,7 +116,9 @@ class BertRS(RecModel):
         self.branches = NeuralCF(
             data_info.n_users, data_info.n_items, config.factors, config.mlp_layers
         )
-        self.predict = nn.Linear(d + self.branches.out_dim, 1)
+        self.predict_semantic = nn.Linear(d, 1, bias=False)  # W_s
+        nn.init.zeros_(self.predict_semantic.weight)  # start as the id branches (docstring)
+        self.predict_ids = nn.Linear(self.branches.out_dim, 1)  # W_id, b: NeuMF's head
 
     def train(self, mode: bool = True) -> BertRS:
         super().train(mode)
@@ -125,12 +134,9 @@ class BertRS(RecModel):
             token_type_ids=batch["pair_token_type_ids"],
         ).pooler_output  # eq. 7
         l_s = (self.user_semantic(user) * b_s) * (self.item_semantic(item) * b_s)  # eq. 8
-        features = torch.cat([l_s, self.branches(user, item)], dim=-1)
-        logit = self.predict(features).squeeze(-1)
-        out: ModelOutput = {"prediction": logit}
-        if "label" in batch:
-            out["loss"] = F.binary_cross_entropy_with_logits(logit, batch["label"].float())
-        return out
+        logit = self.predict_semantic(l_s) + self.predict_ids(self.branches(user, item))
+        penalty = self.config.reg * self.branches.squared_norms(user, item)
+        return ranking_output(logit.squeeze(-1), batch, penalty)
 
 
 BERTRS_SPEC = ModelSpec(
@@ -142,7 +148,7 @@ BERTRS_SPEC = ModelSpec(
         + ("pair_input_ids", "pair_attention_mask", "pair_token_type_ids")
     ),
     task="ranking",
-    metrics=tuple(f"hr@{k}" for k in RANKING_KS) + tuple(f"ndcg@{k}" for k in RANKING_KS),
+    metrics=RANKING_METRICS,
     default_metric="ndcg@10",
     metric_mode="max",
 )

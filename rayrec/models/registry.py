@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from rayrec.models.base import DataInfo, ModelSpec, RecModel
 from rayrec.models.baselines import BIASED_MF_SPEC, DEEPCONN_SPEC, GLOBAL_MEAN_SPEC, NCF_SPEC
 from rayrec.models.bertrs import BERTRS_SPEC
+from rayrec.models.neumf import NEUMF_SPEC
 from rayrec.models.safmr import SAFMR_SPEC
 from rayrec.models.sifn import SIFN_SPEC
 from rayrec.models.ubert import UBERT_FINETUNE_SPEC, UBERT_PRETRAIN_SPEC
@@ -31,6 +32,7 @@ MODELS: dict[str, ModelSpec] = {
         BIASED_MF_SPEC,
         DEEPCONN_SPEC,
         NCF_SPEC,
+        NEUMF_SPEC,
     )
 }
 

@@ -87,6 +87,7 @@ EMBEDDED_SETTINGS: dict[str, list[str]] = {
     "global_mean": ["train.epochs=2"],
     "biased_mf": ["train.epochs=10", "train.batch_size=64", "train.lr=2e-2", "train.log_every=50"],
     "ncf": ["train.epochs=5", "train.batch_size=64"],
+    "neumf": ["train.epochs=3", "train.batch_size=64"],
 }
 
 

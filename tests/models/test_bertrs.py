@@ -30,11 +30,18 @@ def test_candidates_are_real_and_balanced(candidates, tokenizer) -> None:
 
 
 def test_outputs_and_gradients(data_info, candidates, assert_all_grads) -> None:
+    """The text head W_s starts at zero (the model starts as its id branches): it has a
+    gradient at once, and after one step so has every parameter upstream of it."""
     model = _bertrs(data_info).train()
+    assert not model.predict_semantic.weight.any()
     out = model(candidates)
     assert out["prediction"].shape == (16,) and out["loss"].shape == ()
     assert torch.isfinite(out["prediction"]).all()  # the logit: ranked on, not squashed
     out["loss"].backward()
+    assert model.predict_semantic.weight.grad.abs().sum() > 0
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    model.zero_grad()
+    model(candidates)["loss"].backward()
     assert_all_grads(model)
     model.eval()
     with torch.no_grad():
@@ -66,6 +73,16 @@ def test_padding_invariance(data_info, candidates) -> None:
 def test_fits_real_candidates(data_info, candidates, fit) -> None:
     before, after = fit(_bertrs(data_info), candidates, steps=60, lr=1e-3)
     assert after["loss"] < 0.5 * before["loss"], (before, after)
+
+
+def test_reg_penalises_the_candidates_id_rows(data_info, candidates) -> None:
+    """``reg`` adds NeuMF's L2 penalty of the batch's GMF and MLP rows, averaged over it."""
+    plain, penalised = _bertrs(data_info).eval(), _bertrs(data_info, reg=0.5).eval()
+    with torch.no_grad():
+        norms = plain.branches.squared_norms(candidates["user_idx"], candidates["item_idx"])
+        gap = penalised(candidates)["loss"] - plain(candidates)["loss"]
+    assert norms.mean() > 0
+    torch.testing.assert_close(gap, 0.5 * norms.mean())
 
 
 def test_trainable_layers_trains_the_top_layer_pooler_and_heads(data_info, candidates) -> None:

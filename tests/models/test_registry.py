@@ -23,6 +23,7 @@ NAMES = (
     "biased_mf",
     "deepconn",
     "ncf",
+    "neumf",
 )
 SMALL_CNN = {"embed_dim": 16, "n_filters": 16, "cnn_out_dim": 8, "fm_k": 4}
 SMALL = {
@@ -34,6 +35,7 @@ SMALL = {
     "deepconn": SMALL_CNN,
     "biased_mf": {"factors": 8},
     "ncf": {"factors": 8},
+    "neumf": {"factors": 8},
 }
 RATING_METRICS = ("mse", "rmse", "mae")
 
@@ -64,12 +66,13 @@ def test_tasks_and_metrics() -> None:
         spec = get_model_spec(name)
         assert spec.task == "rating" and spec.metrics[:3] == RATING_METRICS
         assert (spec.default_metric, spec.metric_mode) == ("mse", "min")
-    ranking = get_model_spec("bertrs")
-    assert ranking.task == "ranking" and (ranking.default_metric, ranking.metric_mode) == (
-        "ndcg@10",
-        "max",
-    )
-    assert set(ranking.metrics) == {f"{m}@{k}" for m in ("hr", "ndcg") for k in (1, 3, 5, 10)}
+    for name in ("bertrs", "neumf"):
+        ranking = get_model_spec(name)
+        assert ranking.task == "ranking" and (ranking.default_metric, ranking.metric_mode) == (
+            "ndcg@10",
+            "max",
+        )
+        assert set(ranking.metrics) == {f"{m}@{k}" for m in ("hr", "ndcg") for k in (1, 3, 5, 10)}
     pretrain = get_model_spec("ubert_pretrain")
     assert pretrain.task == "pretrain" and pretrain.default_metric == "loss"
     assert get_model_spec("safmr").extra["train_only_fields"] == {

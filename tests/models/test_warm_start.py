@@ -1,4 +1,5 @@
-"""``train.init_from``: a text model warm-started from a biased MF run of the same dataset."""
+"""``train.init_from``: a text model warm-started from a biased MF run of the same dataset, and
+BERT-RS from a NeuMF ranker's."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from real_batch import ranking_batch
 
 from rayrec.data import storage
 from rayrec.errors import CliError
 from rayrec.models.baselines import BiasedMF, BiasedMFConfig
+from rayrec.models.bertrs import BertRS, BertRSConfig
+from rayrec.models.neumf import NeuMF, NeuMFConfig
 from rayrec.models.sifn import SIFN, SIFNConfig
 from rayrec.models.ubert import UBertFinetune, UBertFinetuneConfig
 from rayrec.train.checkpoint import WEIGHTS_FILE, export_weights
@@ -61,6 +65,31 @@ def test_ubert_with_pair_biases_from_mf_predicts_exactly_as_the_mf(
     ubert.train()
     ubert(rating_batch)["loss"].backward()
     assert ubert.predict.weight.grad.abs().sum() > 0  # the text's part starts at 0 and learns
+
+
+def test_bertrs_from_neumf_ranks_exactly_as_the_neumf(
+    tmp_path, data_info, reviews, tokenizer
+) -> None:
+    """BERT-RS names its id branches and id head as NeuMF does, and its text head starts at
+    zero: started from a NeuMF run it gives that ranker's logits, then the text learns."""
+    torch.manual_seed(1)
+    neumf = NeuMF(NeuMFConfig(), data_info)
+    with torch.no_grad():
+        for table in (neumf.branches.user_gmf, neumf.branches.item_gmf):
+            table.weight.normal_(0, 0.5)  # trained-looking id rows
+    run = str(tmp_path / "neumf-run")
+    export_weights(neumf.state_dict(), storage.join(run, WEIGHTS_FILE))
+    torch.manual_seed(0)
+    bertrs = BertRS(BertRSConfig(backbone="tiny"), data_info).eval()
+    loaded = warm_start(bertrs, run)
+    assert set(loaded) == set(neumf.state_dict())  # every NeuMF tensor has its place
+    candidates = ranking_batch(reviews, tokenizer)
+    with torch.no_grad():
+        expected = neumf.eval()(candidates)["prediction"]
+        torch.testing.assert_close(bertrs(candidates)["prediction"], expected)
+    bertrs.train()
+    bertrs(candidates)["loss"].backward()
+    assert bertrs.predict_semantic.weight.grad.abs().sum() > 0  # the text's head learns
 
 
 def test_another_datasets_run_or_one_sharing_nothing_is_refused(tmp_path, data_info) -> None:

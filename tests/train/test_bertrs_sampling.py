@@ -154,11 +154,10 @@ def test_ranking_uses_the_logit_not_a_saturated_sigmoid() -> None:
     info = DataInfo(2, 2, 1, 30522, PAD, 3.5, 16, 2)
     torch.manual_seed(0)
     model = BertRS(BertRSConfig(backbone="tiny"), info).eval()
-    d = model.bert.config.hidden_size
     with torch.no_grad():
-        for param in (model.predict.weight, model.predict.bias):
+        for param in (model.predict_ids.weight, model.predict_ids.bias):
             param.zero_()
-        model.predict.weight[0, d] = 1.0  # the logit is the first GMF feature u_g[0] * i_g[0]
+        model.predict_ids.weight[0, 0] = 1.0  # the logit is the first GMF feature u_g[0] * i_g[0]
         model.branches.user_gmf.weight.zero_()
         model.branches.item_gmf.weight.zero_()
         model.branches.user_gmf.weight[0, 0] = 1.0

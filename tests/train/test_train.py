@@ -164,3 +164,24 @@ def test_bertrs_ranking_metrics(tmp_path: Path, tiny_prepared: Path) -> None:
     # by construction and NDCG@10 at least 1/log2(7); ranks are scored among the 6 only
     assert test["hr@10"] == 1.0 and test["ndcg@10"] >= 1 / np.log2(7) - 1e-12
     assert test["ndcg@10"] == pytest.approx(test["ndcg@5"] + (1 - test["hr@5"]) / np.log2(7))
+
+
+def test_bertrs_started_from_a_neumf_run_ranks_as_it(tmp_path: Path, tiny_prepared: Path) -> None:
+    """NeuMF trains in the loop like any ranker, and BERT-RS with ``train.init_from`` its run
+    starts at its logits: with a learning rate too small to move anything, BERT-RS's test
+    metrics are NeuMF's, while from its own random start they are not."""
+    neumf = run("neumf", tmp_path, tiny_prepared, "train.epochs=2", "train.batch_size=8")
+    assert set(neumf["test"]) == {f"{m}@{k}" for m in ("hr", "ndcg") for k in (1, 3, 5, 10)}
+    still = [*SHORT, *TEXT, "data.pair_max_len=32", "engine.zero_stage=0", "train.lr=1e-12"]
+    started = load_config(
+        "bertrs",
+        overrides=[
+            f"run.storage={tmp_path}",
+            "run.name=bertrs-from-neumf",
+            f"train.init_from={tmp_path / 'neumf'}",
+            *still,
+        ],
+    )
+    assert fit(started, str(tiny_prepared))["test"] == pytest.approx(neumf["test"])
+    cold = run("bertrs", tmp_path, tiny_prepared, *still)
+    assert cold["test"] != pytest.approx(neumf["test"])
