@@ -201,14 +201,17 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 }
 REFERENCE = "biased_mf"
 RUN_OF = re.compile(r"\{(\w+)\}")
-RANKERS = ("bertrs", "neumf")  # ranking models: HR@10 / NDCG@10 beside popularity
-NOT_RATED = (*RANKERS, "ubert_pretrain")  # models without a test MSE
 
 
 # not settings a variant chooses: the encode-once store ``fit`` attached, and where the split
 # was read (``rayrec train --data`` records it; the split itself is checked by its manifest)
 NOT_SETTINGS = frozenset({"model.params.review_states", "data.uri"})
 COMPARED_SECTIONS = ("model", "data", "train", "engine")
+
+
+def variant_task(variant: str) -> str:
+    """The task of the variant's model (rating rows have a test MSE; ranking rows HR@K)."""
+    return get_model_spec(VARIANTS[variant][0]).task
 
 
 def model_params(model: str, params: dict[str, Any] | None) -> dict[str, Any]:
@@ -311,7 +314,7 @@ def rating_table(results: dict[str, list[dict]], seeds: list[int]) -> tuple[list
     ]
     figures: dict[str, Any] = {}
     for variant, runs in results.items():
-        if VARIANTS[variant][0] in NOT_RATED:
+        if variant_task(variant) != "rating":
             continue
         mse = [r["test"]["mse"] for r in runs]
         row = {"test_mse": mse, "val_mse": [r["best_val"]["val_mse"] for r in runs]}
@@ -415,7 +418,7 @@ def main() -> None:
             for data, seed in zip(args.data, seeds, strict=True)
         ]
     lines, figures = rating_table(results, seeds)
-    ranking = {v: runs for v, runs in results.items() if VARIANTS[v][0] in RANKERS}
+    ranking = {v: runs for v, runs in results.items() if variant_task(v) == "ranking"}
     if ranking:
         ranking_lines, figures["ranking"] = ranking_table(ranking, args.data)
         lines += ["", *ranking_lines] if lines else ranking_lines

@@ -87,8 +87,10 @@ def stage_features(scorer: Scorer, rows: pa.Table) -> dict[str, np.ndarray]:
         batch = scorer.collate(chunk)
         x_b = model.activation(model.user_cnn(*document(batch, "user")))
         x_c = model.activation(model.item_cnn(*document(batch, "item")))
-        parts["model"].append(model(batch)["prediction"][:, None].numpy())
-        parts["C_L"].append(model.source_features(batch).numpy())
+        c_l = model.source_features(batch)
+        prediction, _ = model.source_fm(c_l)  # the evaluation forward, SA-FM_B(C_L)
+        parts["model"].append(prediction[:, None].numpy())
+        parts["C_L"].append(c_l.numpy())
         parts["X_B;X_C"].append(torch.cat([x_b, x_c], dim=-1).numpy())
         parts["X_A"].append(model.target_features(with_target(chunk)).numpy())
     return {name: np.concatenate(values).astype(np.float64) for name, values in parts.items()}

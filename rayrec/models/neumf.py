@@ -52,13 +52,13 @@ class NeuMFConfig(BaseModel):
     reg: float = Field(0.0, ge=0)  # λ of the candidate's embedding rows' squared norms
 
 
-def ranking_output(logit: Tensor, batch: Batch, penalty: Tensor | float = 0.0) -> ModelOutput:
-    """``prediction`` (the logit) and, for labelled candidates, BCE on it plus the mean
-    ``penalty``."""
+def ranking_output(logit: Tensor, batch: Batch, penalty: Tensor) -> ModelOutput:
+    """``prediction`` (the logit) and, for labelled candidates, BCE on it plus ``penalty``
+    [B] (the L2 penalty of the module docstring), averaged over the batch."""
     out: ModelOutput = {"prediction": logit}
     if "label" in batch:
         bce = F.binary_cross_entropy_with_logits(logit, batch["label"].float())
-        out["loss"] = bce + (penalty.mean() if isinstance(penalty, Tensor) else penalty)
+        out["loss"] = bce + penalty.mean()
     return out
 
 
