@@ -41,7 +41,10 @@ BERT-RS (implicit feedback, one row per user-item candidate):
 Multi-step updates (SAFMR's Algorithms 1-2): a model lists its ``update_phases`` in order and
 ``phase_parameters(phase)`` gives each phase's parameters; the loop calls
 ``model(batch, phase=p)`` and steps only that phase's parameters, once per phase per batch.
-Single-phase models use the phase ``"all"``.
+Single-phase models use the phase ``"all"``. A model that trains in stages (SAFMR's
+``target_epochs``) says which phases run in an epoch (``phases_at``) and from which epoch on
+early stopping may count (``patience_from``: the epochs before it do not train what is
+evaluated).
 """
 
 from __future__ import annotations
@@ -69,6 +72,15 @@ class RecModel(nn.Module):
         if phase != ALL_PHASES:
             raise ValueError(f"{type(self).__name__} has no update phase {phase!r}")
         return (p for p in self.parameters() if p.requires_grad)
+
+    def phases_at(self, epoch: int) -> tuple[str, ...]:
+        """The update phases run in ``epoch`` (0-based), in order: all, every epoch."""
+        return self.update_phases
+
+    def patience_from(self) -> int:
+        """The first epoch that early stopping counts (0: all). Epochs before it do not train
+        the network that evaluation runs, so cannot better its metric."""
+        return 0
 
     def forward(self, batch: Batch, phase: str = ALL_PHASES) -> ModelOutput:  # pragma: no cover
         raise NotImplementedError

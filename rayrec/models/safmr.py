@@ -29,6 +29,14 @@ transform   ``loss_transform`` (eq. 13)         CNN_B, CNN_C (with their embeddi
 source      ``loss_B`` (eq. 14)                 SAFM_B
 ==========  ==================================  ================================================
 
+With ``target_epochs`` = T > 0 training runs in two stages instead (a departure from the
+paper's per-batch alternation, which TransNets' separate objectives allow): the first T epochs
+run the target step alone; from epoch T on the target network is frozen and every batch runs
+the transform and source steps, so eq. 13 regresses a fixed ``X_A`` rather than one that
+moves as the target network sharpens (on MI the joint schedule's transform loss rises while
+the target's falls: ``docs/results-mi.md``). Early stopping counts from epoch T (the source
+network, the one evaluated, does not train before it).
+
 ``forward(batch, phase)`` computes only what the phase needs and runs everything outside the
 phase's own parameters under ``no_grad``, so a phase's loss has gradients for exactly its
 parameters. ``phase="all"`` is evaluation: the source network only, ``prediction = ŷ_B`` and
@@ -82,6 +90,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 
 from rayrec.models.base import ALL_PHASES, Batch, DataInfo, ModelOutput, ModelSpec, RecModel
@@ -112,6 +121,7 @@ class SAFMRConfig(ReviewCNNConfig):
     transform_layers: int = 2  # L
     activation: Literal["tanh", "relu"] = "tanh"  # f of eq. 4 and φ of eq. 10
     rating_loss: Literal["l1", "mse"] = "l1"  # eq. 12 and 14: the paper's L1, or squared error
+    target_epochs: int = Field(0, ge=0)  # > 0: the target network alone first, then frozen
 
 
 class Transform(nn.Module):
@@ -163,6 +173,17 @@ class SAFMR(RecModel):
             raise ValueError(f"SAFMR has no update phase {phase!r}; phases: {self.update_phases}")
         modules = [getattr(self, name) for name in PHASE_MODULES[phase]]
         return (p for module in modules for p in module.parameters() if p.requires_grad)
+
+    def phases_at(self, epoch: int) -> tuple[str, ...]:
+        """All three steps every epoch; with ``target_epochs`` = T, the target step alone in
+        epochs ``< T``, then transform and source (the target network frozen)."""
+        stages = self.config.target_epochs
+        if stages == 0:
+            return self.update_phases
+        return ("target",) if epoch < stages else ("transform", "source")
+
+    def patience_from(self) -> int:
+        return self.config.target_epochs
 
     def target_features(self, batch: Batch) -> Tensor:
         """``X_A = f(CNN_A(rev_UI))`` (no dropout), ``[B, n]``."""

@@ -61,7 +61,7 @@ class Engine(Protocol):
 
     def step(self, loss: torch.Tensor, phase: str) -> None: ...
 
-    def lr(self) -> float: ...
+    def lr(self, phase: str = ALL_PHASES) -> float: ...
 
     def save(self, directory: Path) -> None: ...
 
@@ -171,8 +171,9 @@ class DeepSpeedEngine:
         engine.backward(loss)
         engine.step()
 
-    def lr(self) -> float:
-        return float(self.engines[self.phases[0]].get_lr()[0])
+    def lr(self, phase: str = ALL_PHASES) -> float:
+        """The current learning rate of ``phase``'s optimizer (the first phase's for "all")."""
+        return float(self._engine(phase).get_lr()[0])
 
     def save(self, directory: Path) -> None:
         """Every rank writes its files (model states, its optimizer shard) per phase tag."""
@@ -256,8 +257,10 @@ class DDPEngine:
             self.schedulers[phase].step()
             self.optimizers[phase].zero_grad(set_to_none=True)
 
-    def lr(self) -> float:
-        return float(self.schedulers[self.phases[0]].get_last_lr()[0])
+    def lr(self, phase: str = ALL_PHASES) -> float:
+        """The current learning rate of ``phase``'s optimizer (the first phase's for "all")."""
+        name = self.phases[0] if phase == ALL_PHASES else phase
+        return float(self.schedulers[name].get_last_lr()[0])
 
     def save(self, directory: Path) -> None:
         """Rank 0 writes the weights (safetensors) and the optimizer states."""

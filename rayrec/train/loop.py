@@ -23,7 +23,9 @@ running loss every ``train.log_every`` steps: :mod:`rayrec.report.tensorboard`).
 
 With ``train.patience`` set, the run ends early once that many epochs in a row have not
 bettered the best validation metric (:func:`epochs_since_best`; the ranks decide alike, as
-their metrics are all-reduced, and a resumed attempt decides from the restored history).
+their metrics are all-reduced, and a resumed attempt decides from the restored history),
+counted from the model's ``patience_from()`` epoch on. A model that trains in stages runs the
+update phases ``phases_at(epoch)`` in each epoch (SAFMR's ``target_epochs``).
 
 After the last epoch every rank loads the best reported checkpoint (the model's default
 metric on "val"), evaluates "test" with it, and rank 0 writes ``model.safetensors`` (the
@@ -220,8 +222,9 @@ class Worker:
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over this rank's part of the epoch's training rows; returns the epoch's
         train metrics."""
-        cfg, phases = self.cfg, self.engine.module.update_phases
-        self.engine.module.train()
+        cfg, model = self.cfg, self.engine.module
+        phases = model.phases_at(epoch)
+        model.train()
         table = load_train_table(
             self.run["data_uri"],
             self.spec.task,
@@ -267,13 +270,13 @@ class Worker:
                 eta = (self.steps - n) * elapsed / n
                 self.log(
                     f"epoch {epoch + 1}/{cfg.train.epochs} step {n}/{self.steps} "
-                    f"loss {totals[phases[-1]] / n:.4f} lr {self.engine.lr():.2e} "
+                    f"loss {totals[phases[-1]] / n:.4f} lr {self.engine.lr(phases[-1]):.2e} "
                     f"{rate:.1f} samples/s ETA {_format_eta(eta)}"
                 )
                 self.events.step_loss(self.state["step"], totals[phases[-1]] / n)
         elapsed = time.perf_counter() - started
         metrics = {"train_loss": totals[phases[-1]] / max(n, 1)}
-        if len(phases) > 1:
+        if len(model.update_phases) > 1:
             metrics |= {f"train_loss_{p}": totals[p] / max(n, 1) for p in phases}
         metrics |= {"train_samples": samples, "train_seconds": elapsed}
         metrics["samples_per_s"] = samples / elapsed if elapsed > 0 else 0.0
@@ -333,10 +336,12 @@ class Worker:
         metric (said once, by rank 0)."""
         patience = self.cfg.train.patience
         key = f"val_{self.spec.default_metric}"
-        stale = epochs_since_best(self.state["history"], key, self.spec.metric_mode)
+        counted = self.engine.module.patience_from()
+        history = [m for m in self.state["history"] if m["epoch"] >= counted]
+        stale = epochs_since_best(history, key, self.spec.metric_mode)
         if patience is None or stale < patience:
             return False
-        best = self.state["history"][-1 - stale]
+        best = history[-1 - stale]
         self.log(
             f"early stop after epoch {self.state['epoch']}: {key} not better than "
             f"{best[key]:.4f} (epoch {best['epoch'] + 1}) for {stale} epochs"

@@ -54,6 +54,23 @@ def test_phases_partition_the_parameters(data_info) -> None:
         model.phase_parameters("nope")
 
 
+def test_target_epochs_train_in_two_stages(data_info) -> None:
+    """Joint by default (every step every epoch, early stopping from epoch 0); with
+    ``target_epochs`` = 2 the target step alone in epochs 0-1, then transform and source,
+    and early stopping counts from epoch 2."""
+    joint = _safmr(data_info)
+    assert [joint.phases_at(e) for e in (0, 5)] == [PHASES, PHASES]
+    assert joint.patience_from() == 0
+    staged = _safmr(data_info, target_epochs=2)
+    assert [staged.phases_at(e) for e in range(4)] == [
+        ("target",),
+        ("target",),
+        ("transform", "source"),
+        ("transform", "source"),
+    ]
+    assert staged.patience_from() == 2
+
+
 def test_outputs_per_phase(data_info, safmr_batch) -> None:
     model = _safmr(data_info).eval()
     n = SMALL["cnn_out_dim"]

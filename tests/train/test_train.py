@@ -117,18 +117,31 @@ def test_sifn_ddp(tmp_path: Path, tiny_prepared: Path) -> None:
 
 
 def test_safmr_three_phases(tmp_path: Path, tiny_prepared: Path) -> None:
+    """``target_epochs=2``: epochs 0-1 run the target step alone, epoch 2 the transform and
+    source steps. With patience 1 the run would end after epoch 1 if the target epochs
+    counted (their validation is the untrained source network's, the same twice)."""
     results = run(
         "safmr",
         tmp_path,
         tiny_prepared,
         *SHORT,
+        "train.epochs=3",
+        "train.patience=1",
+        "model.params.target_epochs=2",
         "engine.zero_stage=1",
         "model.params.embed_dim=16",
         "model.params.max_reviews=2",
         "model.params.max_review_len=16",
     )
+    history = results["history"]
+    assert history[0]["val_mse"] == history[1]["val_mse"]
+    losses = [{k for k in m if k.startswith("train_loss_")} for m in history]
+    assert losses == [
+        {"train_loss_target"},
+        {"train_loss_target"},
+        {"train_loss_transform", "train_loss_source"},
+    ]
     epoch = results["history"][0]
-    assert {"train_loss_target", "train_loss_transform", "train_loss_source"} <= set(epoch)
     # run.cpus_per_worker unset: the single worker takes the whole (one-node) cluster and
     # runs as many torch threads as the machine has cores of it
     cluster_cpus = ray.cluster_resources()["CPU"]
