@@ -54,6 +54,13 @@ UBERT_FROZEN_LONG = [
     "train.patience=2",
 ]
 WORD_VECTORS = ["model.params.word_vectors=minilm", "model.params.embed_dim=384"]
+SAFMR_JOINT = [
+    "model.params.target_epochs=0",
+    "model.params.word_vectors=null",
+    "model.params.embed_dim=300",
+    "train.lr=8e-3",
+    "train.epochs=15",
+]
 # user/item biases named as biased MF's (pair_biases), penalised at MF's tuned strength and
 # warm-started from the same split's MF run: the text model learns what MF's biases leave
 MF_BIASES = [
@@ -89,16 +96,12 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
             "model.params.embed_dim=300",
         ],
     ),
+    # the preset since 2026-12-08: two stages (model.params.target_epochs), MiniLM's vectors
     "safmr": ("safmr", []),
-    "safmr_wv": ("safmr", WORD_VECTORS),
-    # in two stages (model.params.target_epochs): the target network alone for 3 epochs, then
-    # frozen while the transform and source steps train, 2 epochs (a compute cap: 9-10 min an
-    # epoch here); lr 1e-3 and 3 target epochs from one seed-0 run (validation MSE 0.7715,
-    # 0.7505 in the two epochs after the target's; the global mean's 0.7727)
-    "safmr_staged": (
-        "safmr",
-        [*WORD_VECTORS, "model.params.target_epochs=3", "train.lr=1e-3", "train.epochs=5"],
-    ),
+    # the preset until 2026-12-08: the paper's joint schedule (three steps every batch) at its
+    # lr 8e-3, 300-d embeddings learned from N(0, 1); predicts the global mean
+    "safmr_joint": ("safmr", SAFMR_JOINT),
+    "safmr_wv": ("safmr", [*SAFMR_JOINT, *WORD_VECTORS]),
     "sifn": ("sifn", []),
     # SIFN's biases warm-started from the same split's tuned biased MF (a residual text model,
     # rayrec.train.warm_start); {biased_mf} is that run's directory. lr 1e-3 chosen on seed 0's

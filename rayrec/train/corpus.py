@@ -62,6 +62,7 @@ EMBEDDED_SETTINGS: dict[str, list[str]] = {
         "train.log_every=5",
     ],
     "safmr": [
+        "model.params.target_epochs=1",
         "model.params.max_reviews=4",
         "model.params.max_review_len=32",
         "data.max_len=32",

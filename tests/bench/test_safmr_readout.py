@@ -23,6 +23,7 @@ from rayrec.train.loop import data_info, token_info
 from rayrec.train.trainer import RESULTS_FILE
 
 SMALL = [
+    "model.params.word_vectors=null",
     "model.params.embed_dim=16",
     "model.params.n_filters=16",
     "model.params.cnn_out_dim=8",

@@ -30,6 +30,7 @@ BATCH = 4
 STEPS = 2
 SETTINGS = {
     "safmr": [
+        "model.params.word_vectors=null",
         "model.params.embed_dim=16",
         "model.params.max_reviews=2",
         "model.params.max_review_len=16",

@@ -129,6 +129,7 @@ def test_safmr_three_phases(tmp_path: Path, tiny_prepared: Path) -> None:
         "train.patience=1",
         "model.params.target_epochs=2",
         "engine.zero_stage=1",
+        "model.params.word_vectors=null",
         "model.params.embed_dim=16",
         "model.params.max_reviews=2",
         "model.params.max_review_len=16",
