@@ -114,6 +114,11 @@ def build_optimizer(
     return torch.optim.AdamW(groups, lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
 
 
+def _phase_key(phases: tuple[str, ...], phase: str) -> str:
+    """The phase whose optimizer (engine) serves ``phase``: the first one for "all"."""
+    return phases[0] if phase == ALL_PHASES else phase
+
+
 def _phase_params(module: RecModel, phase: str) -> list[torch.nn.Parameter]:
     params = list(module.phase_parameters(phase))
     if not params:
@@ -161,7 +166,7 @@ class DeepSpeedEngine:
         self.device = self.engines[self.phases[0]].device
 
     def _engine(self, phase: str) -> Any:
-        return self.engines[self.phases[0] if phase == ALL_PHASES else phase]
+        return self.engines[_phase_key(self.phases, phase)]
 
     def forward(self, batch: Batch, phase: str) -> ModelOutput:
         return self._engine(phase)(to_device(batch, self.device), phase=phase)
@@ -259,8 +264,7 @@ class DDPEngine:
 
     def lr(self, phase: str = ALL_PHASES) -> float:
         """The current learning rate of ``phase``'s optimizer (the first phase's for "all")."""
-        name = self.phases[0] if phase == ALL_PHASES else phase
-        return float(self.schedulers[name].get_last_lr()[0])
+        return float(self.schedulers[_phase_key(self.phases, phase)].get_last_lr()[0])
 
     def save(self, directory: Path) -> None:
         """Rank 0 writes the weights (safetensors) and the optimizer states."""
